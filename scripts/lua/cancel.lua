@@ -1,0 +1,61 @@
+--[[
+  cancel: stop jobs from ever starting again. Ready, delayed and backing-off jobs finish as
+  canceled at once (their callbacks become due in the same step). A running job is only marked:
+  it is let finish, is never retried, and a failure then reads as canceled.
+
+  KEYS[1] stream     (stream)  ready jobs
+  KEYS[2] delayed    (zset)    work id -> due time (ms)
+  KEYS[3] callbacks  (zset)    work id -> due time (ms) of its callback
+  KEYS[4] wake       (list)    idle workers' wake token
+  ARGV[1] job_prefix           status hash key = job_prefix .. work id (same hash tag)
+  ARGV[2] channel              pub/sub channel told the work id of every finished job
+  ARGV[3..] work ids
+  Derived keys: job_prefix .. work_id (hash, same hash tag).
+  Returns: one code per work id: canceled | cancel_requested | finished | unknown.
+  Complexity: O(log N) per work id.
+]]
+local stream_key = KEYS[1]
+local delayed_key = KEYS[2]
+local callbacks_key = KEYS[3]
+local wake_key = KEYS[4]
+local job_prefix = ARGV[1]
+local channel = ARGV[2]
+local FIRST = 3
+
+--- @include "clock"
+--- @include "wake"
+--- @include "finish"
+
+local now = now_ms()
+local codes = {}
+local any_callback = false
+
+for i = FIRST, #ARGV do
+  local work_id = ARGV[i]
+  local job = job_prefix .. work_id
+  local f = redis.call('HMGET', job, 'state', 'sid')
+  local state = f[1]
+  if state == 'pending' or state == 'scheduled' then
+    if state == 'pending' and f[2] then
+      redis.call('XDEL', stream_key, f[2])
+    end
+    redis.call('ZREM', delayed_key, work_id)
+    finish(job, work_id, 'canceled', 'error', 'canceled', now, callbacks_key, channel)
+    any_callback = any_callback or redis.call('HEXISTS', job, 'on_complete') == 1
+    codes[#codes + 1] = 'canceled'
+  elseif state == 'running' then
+    redis.call('HSET', job, 'cancel', '1')
+    codes[#codes + 1] = 'cancel_requested'
+  elseif state == 'finished' then
+    codes[#codes + 1] = 'finished'
+  else
+    -- No status hash: drop any stray delayed entry so it cannot linger.
+    redis.call('ZREM', delayed_key, work_id)
+    codes[#codes + 1] = 'unknown'
+  end
+end
+
+if any_callback then
+  wake(wake_key)
+end
+return codes

@@ -1,0 +1,104 @@
+"""Test helpers: polling with a deadline, and worker subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+TESTS_DIR = Path(__file__).parent
+ROOT = TESTS_DIR.parent
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout_s: float = 10.0,
+    interval_s: float = 0.01,
+    message: str = "condition",
+) -> T:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {message}")
+        time.sleep(interval_s)
+
+
+class WorkerProcess:
+    """A `workpool-worker` subprocess serving test pools with the functions in tests/jobs.py."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        pools: list[str],
+        concurrency: int = 4,
+        modules: tuple[str, ...] = ("jobs",),
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        args = [
+            sys.executable,
+            "-m",
+            "workers",
+            "--redis-url",
+            redis_url,
+            "--concurrency",
+            str(concurrency),
+            "--log-level",
+            "DEBUG",
+            "--log-format",
+            "json",
+        ]
+        for pool in pools:
+            args += ["--pool", pool]
+        for module in modules:
+            args += ["--import", module]
+        args += list(extra_args)
+        full_env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(ROOT)]),
+            "WORKPOOL_TEST_REDIS_URL": redis_url,
+            **(env or {}),
+        }
+        self.log_path = log_path
+        self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            args, env=full_env, stdout=self._log, stderr=self._log, cwd=str(TESTS_DIR)
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path else ""
+
+    def signal(self, signum: int) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+
+    def wait(self, timeout_s: float = 15.0) -> int:
+        return self.process.wait(timeout=timeout_s)
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within `timeout_s`."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()

@@ -1,0 +1,256 @@
+"""One pool as seen by one worker: claiming work, recording outcomes, and waking when idle.
+
+Idle workers block in BLPOP on the pool's wake list; scripts leave a token there whenever work
+may have become claimable (work arrived, a slot freed, the cap rose). A waiter only blocks while
+its worker has free capacity, so it never takes a token another idle worker could have used.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+import structlog
+
+from workers.executor import Finished
+from workpool.keys import POOLS_KEY, PoolKeys
+from workpool.pool import DEFAULT_MAX_PARALLELISM, STATS_BUCKET_MS, STATS_TTL_MS
+from workpool.retry import RetryBehavior, draw_jitter
+from workpool.scripts import CallbackReport, ClaimReply, Outcome, Scripts
+
+logger = structlog.get_logger(__name__)
+
+# An idle waiter re-checks the pool at least this often even without a token, in case one was
+# lost (e.g. a worker died holding it). It adds no latency when tokens flow.
+WAKE_SAFETY_S = 5.0
+# Most delayed jobs moved to the stream per claim call.
+PROMOTE_LIMIT = 1000
+# A callback that keeps raising is retried with this backoff, then recorded as failed.
+CALLBACK_RETRY = RetryBehavior(max_attempts=10, initial_backoff_ms=250, base=2)
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """The waiter of `pool` returned: with a token, or after the safety timeout."""
+
+    pool: str
+    token: bool
+
+
+class PoolConsumer:
+    """Claims and records work of one pool for one worker."""
+
+    def __init__(
+        self,
+        pool: str,
+        client: redis.Redis,
+        *,
+        worker_id: str,
+        lease_ms: int,
+        post: Callable[[Wake], None],
+    ) -> None:
+        self.pool = pool
+        self.keys = PoolKeys.for_pool(pool)
+        self._client = client
+        self._scripts = Scripts(client)
+        self._worker_id = worker_id
+        self._lease_ms = lease_ms
+        self._post = post
+        self.needs_claim = True  # something may be claimable: claim at the next chance
+        self.holding_token = False  # the last wake consumed a token nobody has acted on yet
+        self.maybe_more = False  # the last claim was limited by our capacity, not the pool
+        # Monotonic times at which the next delayed job / callback of the pool falls due.
+        self.next_delayed: float | None = None
+        self.next_callback: float | None = None
+        self._finished: list[Finished] = []
+        self._armed = threading.Event()
+        self._stopped = threading.Event()
+        self._waiter = threading.Thread(
+            target=self._wait_loop, name=f"workpool-wake-{pool}", daemon=True
+        )
+
+    # -- setup ------------------------------------------------------------------------------
+
+    def register(self, function_names: list[str]) -> None:
+        """Announce this pool and the functions this worker can run (checked at enqueue)."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.sadd(POOLS_KEY, self.pool)
+        if function_names:
+            pipe.sadd(self.keys.functions, *function_names)
+        pipe.execute()
+
+    def start(self) -> None:
+        """Start the waiter thread."""
+        self._waiter.start()
+
+    def stop(self) -> None:
+        """Stop the waiter; leave a token if work waits, in case ours was in flight."""
+        self._stopped.set()
+        self._armed.set()
+        try:
+            if self._client.xlen(self.keys.stream) > 0:
+                self.pass_token()
+        except redis.RedisError:
+            pass
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    def next_due(self, *, has_capacity: bool) -> float | None:
+        """When this pool next needs a claim call (monotonic time), or None.
+
+        That is when a delayed job falls due, or a callback does (counted only when the worker
+        has capacity to run it).
+        """
+        dues = [self.next_delayed]
+        if has_capacity:
+            dues.append(self.next_callback)
+        return min((d for d in dues if d is not None), default=None)
+
+    def claim(self, capacity: int) -> ClaimReply:
+        """Claim up to `capacity` callbacks and jobs (0: only promote due jobs)."""
+        reply = self._scripts.claim(
+            self.keys,
+            worker=self._worker_id,
+            capacity=capacity,
+            lease_ms=self._lease_ms,
+            promote_limit=PROMOTE_LIMIT,
+            default_cap=DEFAULT_MAX_PARALLELISM,
+        ).run(self._client)
+        self.needs_claim = False
+        self.holding_token = False
+        got = len(reply.jobs) + len(reply.callbacks)
+        self.maybe_more = capacity > 0 and got >= capacity
+        now = time.monotonic()
+        self.next_delayed = _local_time(reply.next_delayed_ms, reply.now_ms, now)
+        self.next_callback = _local_time(reply.next_callback_ms, reply.now_ms, now)
+        for stream_id, work_id in reply.skipped:
+            logger.info("entry_skipped", pool=self.pool, stream_id=stream_id, work_id=work_id)
+        return reply
+
+    def pass_token(self) -> None:
+        """Put back a wake token this worker took but cannot use, for another idle worker."""
+        pipe = self._client.pipeline(transaction=True)
+        pipe.lpush(self.keys.wake, "1")
+        pipe.ltrim(self.keys.wake, 0, 0)
+        pipe.execute()
+        self.holding_token = False
+
+    # -- recording --------------------------------------------------------------------------
+
+    def add_finished(self, finished: Finished) -> None:
+        """Queue an ended run for the next `flush`."""
+        self._finished.append(finished)
+        self.needs_claim = True
+
+    def flush(self) -> None:
+        """Record every queued ended run in Redis, one script call per kind."""
+        if not self._finished:
+            return
+        batch, self._finished = self._finished, []
+        jobs = [f for f in batch if not f.is_callback]
+        callbacks = [f for f in batch if f.is_callback]
+        try:
+            if jobs:
+                self._record_jobs(jobs)
+            if callbacks:
+                self._record_callbacks(callbacks)
+        except redis.RedisError:
+            # Keep them and try again on the next flush; the caller backs off.
+            self._finished = batch + self._finished
+            raise
+
+    def _record_jobs(self, jobs: list[Finished]) -> None:
+        outcomes = [Outcome(f.work_id, f.attempt, f.status, f.payload, draw_jitter()) for f in jobs]
+        codes = self._scripts.complete(
+            self.keys,
+            worker=self._worker_id,
+            bucket_ms=STATS_BUCKET_MS,
+            stats_ttl_ms=STATS_TTL_MS,
+            outcomes=outcomes,
+        ).run(self._client)
+        for finished, code in zip(jobs, codes, strict=True):
+            _log_job(self.pool, finished, code)
+
+    def _record_callbacks(self, callbacks: list[Finished]) -> None:
+        reports = [
+            CallbackReport(
+                f.work_id,
+                f.attempt,
+                "" if f.status == "ok" else f.payload.decode("utf-8", "replace"),
+                CALLBACK_RETRY.backoff_ms(f.attempt, draw_jitter()),
+            )
+            for f in callbacks
+        ]
+        codes = self._scripts.complete_callback(
+            self.keys,
+            worker=self._worker_id,
+            max_attempts=CALLBACK_RETRY.max_attempts,
+            reports=reports,
+        ).run(self._client)
+        for finished, code in zip(callbacks, codes, strict=True):
+            _log_callback(self.pool, finished, code)
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    def arm(self) -> None:
+        """Let the waiter block for a token (the worker has free capacity)."""
+        self._armed.set()
+
+    def disarm(self) -> None:
+        """Stop the waiter from taking tokens (the worker is full)."""
+        self._armed.clear()
+
+    def _wait_loop(self) -> None:
+        while True:
+            self._armed.wait()
+            if self._stopped.is_set():
+                return
+            try:
+                token = self._client.blpop([self.keys.wake], timeout=WAKE_SAFETY_S)
+            except redis.RedisError as exc:
+                logger.warning("wake_wait_failed", pool=self.pool, error=str(exc))
+                self._stopped.wait(1.0)
+                continue
+            if self._stopped.is_set():
+                return
+            self._post(Wake(self.pool, token is not None))
+
+
+def _local_time(redis_ms: int | None, redis_now_ms: int, local_now: float) -> float | None:
+    # Due times are on the Redis clock; convert through the reply's own "now" to stay skew-free.
+    if redis_ms is None:
+        return None
+    return local_now + max(0, redis_ms - redis_now_ms) / 1000
+
+
+def _log_job(pool: str, f: Finished, code: str) -> None:
+    fields = {
+        "pool": pool,
+        "work_id": f.work_id,
+        "function": f.function,
+        "attempt": f.attempt,
+        "duration_ms": round(f.duration_ms, 3),
+    }
+    if code == "success":
+        logger.debug("job_succeeded", **fields)
+    elif code == "retry":
+        logger.info("job_retrying", error=f.payload.decode("utf-8", "replace"), **fields)
+    elif code in ("failed", "canceled"):
+        logger.warning(f"job_{code}", error=f.payload.decode("utf-8", "replace"), **fields)
+    else:
+        logger.warning("job_outcome_stale", **fields)
+
+
+def _log_callback(pool: str, f: Finished, code: str) -> None:
+    fields = {"pool": pool, "work_id": f.work_id, "function": f.function, "attempt": f.attempt}
+    if code == "done":
+        logger.debug("callback_succeeded", **fields)
+    elif code == "retry":
+        logger.info("callback_retrying", error=f.payload.decode("utf-8", "replace"), **fields)
+    elif code == "failed":
+        logger.error("callback_failed", error=f.payload.decode("utf-8", "replace"), **fields)
+    else:
+        logger.warning("callback_outcome_stale", **fields)

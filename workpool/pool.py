@@ -1,0 +1,523 @@
+"""`Workpool`: the producer's handle on one named pool."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import redis
+import structlog
+
+from workpool.codec import unpack
+from workpool.errors import (
+    InvalidSchedule,
+    UnknownFunction,
+    WaitTimeout,
+    WorkFailed,
+    WorkNotFound,
+    WorkpoolConnectionError,
+)
+from workpool.functions import resolve_name
+from workpool.keys import POOLS_KEY, PoolKeys
+from workpool.options import (
+    NOW,
+    pack_args,
+    pack_limited,
+    parallelism_of,
+    retry_of,
+    schedule_of,
+    to_seconds,
+    ttl_ms_of,
+)
+from workpool.retry import DEFAULT_RETRY_BEHAVIOR, NO_RETRY, RetryBehavior
+from workpool.scripts import Scripts
+from workpool.settings import connect
+from workpool.status import JobKind, Result, ResultKind, State, Stats, Status
+
+logger = structlog.get_logger(__name__)
+
+DEFAULT_MAX_PARALLELISM = 10
+DEFAULT_STATUS_TTL_S = 24 * 3600.0
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+DEFAULT_STATS_WINDOW_S = 300.0
+STATS_BUCKET_MS = 10_000
+# Stats buckets outlive the longest window stats() accepts, then expire on their own.
+STATS_TTL_MS = 3600 * 1000
+# Jobs per enqueue script call; larger batches go as several calls in one MULTI/EXEC.
+ENQUEUE_CHUNK = 2000
+# How long wait() trusts pub/sub alone before re-reading the status (a message can be lost
+# when a connection drops and reconnects).
+WAIT_RECHECK_S = 1.0
+
+FunctionRef = Callable[..., Any] | str
+
+
+class Workpool:
+    """A named pool of work with a global cap on how many of its jobs run at once.
+
+    Args:
+        name: the pool name; no `{`, `}`, whitespace or control characters.
+        redis_url: None -> $WORKPOOL_REDIS_URL -> redis://localhost:6379/0.
+        max_parallelism: int >= 0 to set the cap of a new pool; None keeps the stored cap (a
+            new pool gets 10). An existing pool's cap is only changed by `update_config`.
+        retry_actions_by_default: whether actions enqueued with retry=None are retried.
+        default_retry_behavior: used for actions with retry=True, or None when retrying by default.
+        status_ttl: seconds a finished job's status is kept; math.inf keeps it forever.
+        max_payload_bytes: largest encoded args or context accepted.
+        redis: an existing client to use instead of `redis_url` (decode_responses must be off).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        redis_url: str | None = None,
+        max_parallelism: int | None = None,
+        retry_actions_by_default: bool = False,
+        default_retry_behavior: RetryBehavior = DEFAULT_RETRY_BEHAVIOR,
+        status_ttl: float = DEFAULT_STATUS_TTL_S,
+        *,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        redis: redis.Redis | None = None,
+    ) -> None:
+        self.name = name
+        self.keys = PoolKeys.for_pool(name)
+        self._initial_cap = None if max_parallelism is None else parallelism_of(max_parallelism)
+        if not isinstance(default_retry_behavior, RetryBehavior):
+            raise TypeError("default_retry_behavior must be a RetryBehavior")
+        self.retry_actions_by_default = bool(retry_actions_by_default)
+        self.default_retry_behavior = default_retry_behavior
+        self._ttl_ms = ttl_ms_of(status_ttl)
+        if (
+            isinstance(max_payload_bytes, bool)
+            or not isinstance(max_payload_bytes, int)
+            or (max_payload_bytes <= 0)
+        ):
+            raise ValueError(f"max_payload_bytes must be a positive int, got {max_payload_bytes!r}")
+        self.max_payload_bytes = max_payload_bytes
+        self.redis = redis if redis is not None else connect(redis_url)
+        if self.redis.get_connection_kwargs().get("decode_responses"):
+            raise ValueError("the Redis client must not decode responses (payloads are bytes)")
+        self.scripts = Scripts(self.redis)
+        self._initialized = False
+
+    def __repr__(self) -> str:
+        return f"Workpool({self.name!r})"
+
+    # -- enqueue ------------------------------------------------------------------------------
+
+    def enqueue_action(
+        self,
+        fn: FunctionRef,
+        args: dict[str, Any] | None = None,
+        *,
+        run_after: float | None = None,
+        run_at: Any = None,
+        retry: bool | RetryBehavior | None = None,
+        on_complete: FunctionRef | None = None,
+        context: Any = None,
+    ) -> str:
+        """Enqueue an action (retried on failure per `retry`); returns its work id."""
+        behavior = self._retry(retry)
+        return self._enqueue(
+            JobKind.ACTION, fn, [args], run_after, run_at, behavior, on_complete, context
+        )[0]
+
+    def enqueue_mutation(
+        self,
+        fn: FunctionRef,
+        args: dict[str, Any] | None = None,
+        *,
+        run_after: float | None = None,
+        run_at: Any = None,
+        on_complete: FunctionRef | None = None,
+        context: Any = None,
+    ) -> str:
+        """Enqueue a mutation: it runs at most once and is never retried; returns its work id."""
+        return self._enqueue(
+            JobKind.MUTATION, fn, [args], run_after, run_at, NO_RETRY, on_complete, context
+        )[0]
+
+    def enqueue_query(
+        self,
+        fn: FunctionRef,
+        args: dict[str, Any] | None = None,
+        *,
+        run_after: float | None = None,
+        run_at: Any = None,
+        on_complete: FunctionRef | None = None,
+        context: Any = None,
+    ) -> str:
+        """Enqueue a query: not retried on failure, but safe to re-run; returns its work id."""
+        return self._enqueue(
+            JobKind.QUERY, fn, [args], run_after, run_at, NO_RETRY, on_complete, context
+        )[0]
+
+    def enqueue_action_batch(
+        self,
+        fn: FunctionRef,
+        args_list: Iterable[dict[str, Any]],
+        *,
+        run_after: float | None = None,
+        run_at: Any = None,
+        retry: bool | RetryBehavior | None = None,
+        on_complete: FunctionRef | None = None,
+        context: Any = None,
+    ) -> list[str]:
+        """Enqueue one action per args mapping, all or nothing; returns the work ids in order."""
+        behavior = self._retry(retry)
+        return self._enqueue(
+            JobKind.ACTION, fn, list(args_list), run_after, run_at, behavior, on_complete, context
+        )
+
+    def enqueue_mutation_batch(
+        self,
+        fn: FunctionRef,
+        args_list: Iterable[dict[str, Any]],
+        *,
+        run_after: float | None = None,
+        run_at: Any = None,
+        on_complete: FunctionRef | None = None,
+        context: Any = None,
+    ) -> list[str]:
+        """Enqueue one mutation per args mapping, all or nothing; returns the work ids."""
+        return self._enqueue(
+            JobKind.MUTATION, fn, list(args_list), run_after, run_at, NO_RETRY, on_complete, context
+        )
+
+    def enqueue_query_batch(
+        self,
+        fn: FunctionRef,
+        args_list: Iterable[dict[str, Any]],
+        *,
+        run_after: float | None = None,
+        run_at: Any = None,
+        on_complete: FunctionRef | None = None,
+        context: Any = None,
+    ) -> list[str]:
+        """Enqueue one query per args mapping, all or nothing; returns the work ids."""
+        return self._enqueue(
+            JobKind.QUERY, fn, list(args_list), run_after, run_at, NO_RETRY, on_complete, context
+        )
+
+    def _retry(self, retry: bool | RetryBehavior | None) -> RetryBehavior:
+        return retry_of(
+            retry, default=self.default_retry_behavior, by_default=self.retry_actions_by_default
+        )
+
+    def _enqueue(
+        self,
+        kind: JobKind,
+        fn: FunctionRef,
+        args_list: list[Any],
+        run_after: Any,
+        run_at: Any,
+        behavior: RetryBehavior,
+        on_complete: FunctionRef | None,
+        context: Any,
+    ) -> list[str]:
+        # Validate and encode everything first: nothing is written unless all of it is good.
+        fn_name = resolve_name(fn)
+        schedule = schedule_of(run_after, run_at) if (run_after, run_at) != (None, None) else NOW
+        callback = "" if on_complete is None else resolve_name(on_complete)
+        packed_context = b""
+        if context is not None:
+            packed_context = pack_limited(context, what="context", limit=self.max_payload_bytes)
+        packed = [pack_args(a, limit=self.max_payload_bytes) for a in args_list]
+        if not packed:
+            return []
+        self._ensure_initialized()
+        ids = [_new_work_id() for _ in packed]
+
+        def call(chunk_ids: Sequence[str], chunk_args: Sequence[bytes]) -> Any:
+            return self.scripts.enqueue(
+                self.keys,
+                fn=fn_name,
+                kind=kind.value,
+                schedule=schedule.mode,
+                schedule_ms=schedule.ms,
+                ttl_ms=self._ttl_ms,
+                max_attempts=behavior.max_attempts,
+                initial_backoff_ms=behavior.initial_backoff_ms,
+                base=behavior.base,
+                on_complete=callback,
+                context=packed_context if callback else b"",
+                check_functions=True,
+                jobs=zip(chunk_ids, chunk_args, strict=True),
+            )
+
+        self._run_enqueue_calls(ids, packed, call)
+        logger.debug("jobs_enqueued", pool=self.name, function=fn_name, count=len(ids))
+        return ids
+
+    def _run_enqueue_calls(
+        self, ids: list[str], packed: list[bytes], call: Callable[..., Any]
+    ) -> None:
+        chunks = [
+            range(i, min(i + ENQUEUE_CHUNK, len(ids))) for i in range(0, len(ids), ENQUEUE_CHUNK)
+        ]
+        try:
+            if len(chunks) == 1:
+                replies = [call(ids, packed).run(self.redis)]
+            else:
+                # One MULTI/EXEC: the whole batch lands, or none of it does.
+                pipe = self.redis.pipeline(transaction=True)
+                calls = [call([ids[i] for i in c], [packed[i] for i in c]) for c in chunks]
+                for c in calls:
+                    c.queue(pipe)
+                replies = [c.parse(r) for c, r in zip(calls, pipe.execute(), strict=True)]
+        except redis.ConnectionError as exc:
+            raise WorkpoolConnectionError(f"Redis unreachable: {exc}") from exc
+        for chunk, (code, detail) in zip(chunks, replies, strict=True):
+            if code == 1:
+                raise UnknownFunction(
+                    f"function {detail!r} is not registered by the workers of pool {self.name!r}"
+                )
+            if code == 2:
+                # An id collision (astronomically rare): nothing of this chunk was written.
+                for i in chunk:
+                    ids[i] = _new_work_id()
+                self._run_enqueue_calls([ids[i] for i in chunk], [packed[i] for i in chunk], call)
+
+    def _ensure_initialized(self) -> None:
+        if self._initialized:
+            return
+        initial = DEFAULT_MAX_PARALLELISM if self._initial_cap is None else self._initial_cap
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(self.keys.config, "max_parallelism", initial)
+        pipe.hget(self.keys.config, "max_parallelism")
+        pipe.sadd(POOLS_KEY, self.name)
+        _, stored, _ = pipe.execute()
+        if self._initial_cap is not None and int(stored) != self._initial_cap:
+            # Config lives in Redis: a constructor never silently overrides it.
+            logger.warning(
+                "config_kept",
+                pool=self.name,
+                stored_max_parallelism=int(stored),
+                requested_max_parallelism=self._initial_cap,
+                hint="use update_config() to change a pool's cap",
+            )
+        self._initialized = True
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def status(self, work_id: str) -> Status:
+        """The state of one job; an unknown or expired id reads as `unknown`."""
+        return self.status_batch([work_id])[0]
+
+    def status_batch(self, work_ids: Sequence[str]) -> list[Status]:
+        """The states of several jobs, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for work_id in work_ids:
+            pipe.hmget(self.keys.job(_check_id(work_id)), "state", "attempts", "next_run_at")
+        return [_status_of(w, r) for w, r in zip(work_ids, pipe.execute(), strict=True)]
+
+    def result(self, work_id: str) -> Result | None:
+        """The outcome of a finished job; None until it has finished (or if unknown)."""
+        fields = self.redis.hmget(
+            self.keys.job(_check_id(work_id)), "state", "result", "return_value", "error"
+        )
+        state, kind, value, error = fields
+        if state != b"finished":
+            return None
+        return Result(
+            kind=ResultKind(kind.decode()),
+            return_value=unpack(value, what="return value") if value else None,
+            error=error.decode() if error is not None else None,
+        )
+
+    def wait(self, work_id: str, timeout: float = 30.0) -> Result:
+        """Block until the job has finished and return its Result.
+
+        Raises:
+            WaitTimeout: (a TimeoutError) not finished within `timeout` seconds.
+            WorkNotFound: no such job.
+        """
+        deadline = time.monotonic() + to_seconds(timeout, "timeout")
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(self.keys.finished)
+            while True:
+                # Read after subscribing, so a finish between the two cannot be missed.
+                result = self.result(work_id)
+                if result is not None:
+                    return result
+                if self.status(work_id).state is State.UNKNOWN:
+                    raise WorkNotFound(f"no work {work_id!r} in pool {self.name!r}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WaitTimeout(f"work {work_id!r} did not finish within {timeout} s")
+                _await_message(pubsub, work_id.encode(), min(remaining, WAIT_RECHECK_S))
+        finally:
+            pubsub.close()
+
+    def run_action(
+        self, fn: FunctionRef, args: dict[str, Any] | None = None, timeout: float = 30.0
+    ) -> Any:
+        """Enqueue an action, wait, and return its value; raises WorkFailed unless it succeeded."""
+        return self._run(self.enqueue_action(fn, args), timeout)
+
+    def run_mutation(
+        self, fn: FunctionRef, args: dict[str, Any] | None = None, timeout: float = 30.0
+    ) -> Any:
+        """Enqueue a mutation, wait, and return its value; raises WorkFailed on failure."""
+        return self._run(self.enqueue_mutation(fn, args), timeout)
+
+    def run_query(
+        self, fn: FunctionRef, args: dict[str, Any] | None = None, timeout: float = 30.0
+    ) -> Any:
+        """Enqueue a query, wait, and return its value; raises WorkFailed on failure."""
+        return self._run(self.enqueue_query(fn, args), timeout)
+
+    def _run(self, work_id: str, timeout: float) -> Any:
+        result = self.wait(work_id, timeout)
+        if result.kind is not ResultKind.SUCCESS:
+            raise WorkFailed(work_id, result)
+        return result.return_value
+
+    # -- control ------------------------------------------------------------------------------
+
+    def cancel(self, work_id: str) -> bool:
+        """Cancel a job; returns whether it was still unfinished.
+
+        Pending, delayed or backing-off work never starts again and finishes canceled; running
+        work is let finish and is never retried.
+        """
+        code = self.scripts.cancel(self.keys, [_check_id(work_id)]).run(self.redis)[0]
+        return code in ("canceled", "cancel_requested")
+
+    def cancel_all(self, limit: int | None = None, *, batch_size: int = 500) -> int:
+        """Cancel every pending, delayed and running job (at most `limit`); returns how many."""
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
+        total = 0
+        for batch in self._unfinished_id_batches(batch_size):
+            work_ids = batch if limit is None else batch[: limit - total]
+            if not work_ids:
+                continue
+            codes = self.scripts.cancel(self.keys, work_ids).run(self.redis)
+            total += sum(c in ("canceled", "cancel_requested") for c in codes)
+            if limit is not None and total >= limit:
+                break
+        return total
+
+    def _unfinished_id_batches(self, batch_size: int) -> Iterable[list[str]]:
+        # Running first (small: at most the cap), then ready work by a cursor over the stream,
+        # then delayed work from the head of the sorted set (cancel removes what it takes).
+        running = [w.decode() for w in self.redis.zrange(self.keys.running, 0, -1)]
+        yield running
+        cursor = "-"
+        while True:
+            entries = self.redis.xrange(self.keys.stream, min=cursor, count=batch_size)
+            if not entries:
+                break
+            cursor = "(" + entries[-1][0].decode()
+            yield [f[b"id"].decode() for _, f in entries if b"id" in f]
+        seen: set[bytes] = set()
+        while True:
+            members = [
+                m for m in self.redis.zrange(self.keys.delayed, 0, batch_size - 1) if m not in seen
+            ]
+            if not members:
+                break
+            seen.update(members)
+            yield [m.decode() for m in members]
+
+    def update_config(self, *, max_parallelism: int) -> int:
+        """Change the pool's cap for every producer and worker at once; returns the previous cap.
+
+        0 pauses the pool: nothing new starts, running work ends.
+        """
+        cap = parallelism_of(max_parallelism)
+        self._ensure_initialized()
+        return self.scripts.update_config(
+            self.keys, max_parallelism=cap, default_cap=DEFAULT_MAX_PARALLELISM
+        ).run(self.redis)
+
+    def stats(self, window: float = DEFAULT_STATS_WINDOW_S) -> Stats:
+        """Queue sizes and recent outcome rates (over `window` seconds, at most an hour)."""
+        window_s = to_seconds(window, "window")
+        if window_s * 1000 > STATS_TTL_MS:
+            raise InvalidSchedule(
+                f"window must be at most {STATS_TTL_MS // 1000} s, got {window!r}"
+            )
+        (pending, running, scheduled, oldest_ms, executions, errors, failures, cap) = (
+            self.scripts.stats(
+                self.keys,
+                window_ms=round(window_s * 1000),
+                bucket_ms=STATS_BUCKET_MS,
+                default_cap=DEFAULT_MAX_PARALLELISM,
+            ).run(self.redis)
+        )
+        return Stats(
+            pool=self.name,
+            pending=pending,
+            running=running,
+            scheduled=scheduled,
+            oldest_pending_ms=oldest_ms,
+            recent_executions=executions,
+            recent_error_rate=errors / executions if executions else 0.0,
+            recent_permanent_failure_rate=failures / executions if executions else 0.0,
+            max_parallelism=cap,
+            window_s=window_s,
+        )
+
+    def log_stats(self, window: float = DEFAULT_STATS_WINDOW_S) -> Stats:
+        """Write the pool's stats as one JSON log line (event `pool_stats`) and return them."""
+        stats = self.stats(window)
+        _stats_logger().info("pool_stats", **stats.as_dict())
+        return stats
+
+    def close(self) -> None:
+        """Close the Redis connections this pool opened."""
+        self.redis.close()
+
+
+def _new_work_id() -> str:
+    # 80 random bits, hex: short keys (memory per job matters) and collisions are checked anyway.
+    return secrets.token_hex(10)
+
+
+def _check_id(work_id: object) -> str:
+    if not isinstance(work_id, str) or not work_id:
+        raise TypeError(f"work id must be a non-empty str, got {work_id!r}")
+    return work_id
+
+
+def _status_of(work_id: str, fields: list[bytes | None]) -> Status:
+    state, attempts, next_run_at = fields
+    if state is None:
+        return Status(work_id, State.UNKNOWN)
+    n = int(attempts or 0)
+    due = int(next_run_at) / 1000 if next_run_at else None
+    if state == b"running":
+        return Status(work_id, State.RUNNING, previous_attempts=n - 1)
+    if state == b"finished":
+        return Status(work_id, State.FINISHED, previous_attempts=n)
+    return Status(work_id, State.PENDING, previous_attempts=n, next_run_at=due)
+
+
+def _await_message(pubsub: redis.client.PubSub, work_id: bytes, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        message = pubsub.get_message(timeout=remaining)
+        if message is not None and message.get("data") == work_id:
+            return
+
+
+def _stats_logger() -> Any:
+    # Honour the application's structlog setup; otherwise still emit one JSON line, as promised.
+    if structlog.is_configured():
+        return structlog.get_logger("workpool.stats")
+    return structlog.wrap_logger(
+        structlog.PrintLogger(sys.stderr),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
+    )

@@ -1,0 +1,306 @@
+"""The Lua scripts: loading from `scripts/lua/`, and one typed wrapper per script.
+
+Each atomic operation is one script. A script may pull shared helpers in with a line
+`--- @include "name"`, replaced by `scripts/lua/includes/name.lua` when loaded (Redis 6.2 has no
+server-side function libraries). Scripts go through redis-py's `register_script`, which calls
+EVALSHA and falls back to loading the script on NOSCRIPT.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import redis
+from redis.client import Pipeline
+from redis.commands.core import Script
+
+from workpool.errors import WorkpoolConnectionError
+from workpool.keys import CONSUMER_GROUP, PoolKeys
+
+T = TypeVar("T")
+
+SCRIPT_NAMES = (
+    "cancel",
+    "claim",
+    "complete",
+    "complete_callback",
+    "enqueue",
+    "stats",
+    "update_config",
+)
+_INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)
+
+
+def lua_dir() -> Path:
+    """The folder holding the Lua files: inside the installed package, else the source tree."""
+    packaged = Path(__file__).parent / "lua"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "scripts" / "lua"
+
+
+@cache
+def load_source(name: str) -> str:
+    """The source of script `name` with its includes expanded."""
+    folder = lua_dir()
+    text = (folder / f"{name}.lua").read_text(encoding="utf-8")
+
+    def expand(match: re.Match[str]) -> str:
+        return (folder / "includes" / f"{match.group(1)}.lua").read_text(encoding="utf-8")
+
+    return _INCLUDE.sub(expand, text)
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One prepared script call: run it now, or queue it on a pipeline and parse the reply."""
+
+    script: Script
+    keys: list[str]
+    args: list[Any]
+    parse: Callable[[Any], T]
+
+    def run(self, client: redis.Redis) -> T:
+        """Call the script and parse its reply."""
+        try:
+            return self.parse(self.script(keys=self.keys, args=self.args, client=client))
+        except redis.ConnectionError as exc:
+            raise WorkpoolConnectionError(f"Redis unreachable: {exc}") from exc
+
+    def queue(self, pipe: Pipeline) -> None:
+        """Add the call to `pipe`; parse its slot of `pipe.execute()` with `self.parse`."""
+        self.script(keys=self.keys, args=self.args, client=pipe)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job handed to a worker by `claim`."""
+
+    work_id: str
+    function: str
+    kind: str
+    args: bytes
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedCallback:
+    """An on_complete call handed to a worker by `claim`."""
+
+    work_id: str
+    function: str
+    context: bytes  # b"" when the caller gave none
+    result: str
+    return_value: bytes  # b"" unless the job succeeded
+    error: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimReply:
+    """What `claim` handed out, and when the next delayed job and callback fall due."""
+
+    now_ms: int
+    next_delayed_ms: int | None  # earliest due time in the delayed set
+    next_callback_ms: int | None  # earliest due time or lease deadline in the callbacks set
+    jobs: list[ClaimedJob]
+    callbacks: list[ClaimedCallback]
+    skipped: list[tuple[str, str]]  # (stream id, work id or "") of removed stray entries
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended, as reported to `complete`."""
+
+    work_id: str
+    attempt: int
+    status: str  # "ok" | "error" | "fatal"
+    payload: bytes  # msgpack return value for ok, UTF-8 error text otherwise
+    jitter: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackReport:
+    """How one on_complete call ended, as reported to `complete_callback`."""
+
+    work_id: str
+    attempt: int
+    error: str  # "" when it returned
+    backoff_ms: int
+
+
+class Scripts:
+    """Every script, registered once on one client; each method prepares a typed `Call`."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._scripts = {name: client.register_script(load_source(name)) for name in SCRIPT_NAMES}
+
+    def enqueue(
+        self,
+        keys: PoolKeys,
+        *,
+        fn: str,
+        kind: str,
+        schedule: str,
+        schedule_ms: int,
+        ttl_ms: int,
+        max_attempts: int,
+        initial_backoff_ms: float,
+        base: float,
+        on_complete: str,
+        context: bytes,
+        check_functions: bool,
+        jobs: Iterable[tuple[str, bytes]],
+    ) -> Call[tuple[int, str]]:
+        """Create jobs; parses to (code, detail): 0 ok, 1 unknown function, 2 duplicate id."""
+        args: list[Any] = [
+            keys.job_prefix,
+            fn,
+            kind,
+            schedule,
+            schedule_ms,
+            ttl_ms,
+            max_attempts,
+            repr(float(initial_backoff_ms)),
+            repr(float(base)),
+            on_complete,
+            context,
+            "1" if check_functions else "0",
+        ]
+        for work_id, packed_args in jobs:
+            args += [work_id, packed_args]
+        return self._call(
+            "enqueue",
+            [keys.stream, keys.delayed, keys.wake, keys.functions],
+            args,
+            lambda reply: (int(reply[0]), _text(reply[1]) if len(reply) > 1 else ""),
+        )
+
+    def claim(
+        self,
+        keys: PoolKeys,
+        *,
+        worker: str,
+        capacity: int,
+        lease_ms: int,
+        promote_limit: int,
+        default_cap: int,
+    ) -> Call[ClaimReply]:
+        """Promote due jobs; take due callbacks, then ready jobs, up to `capacity` in all."""
+        return self._call(
+            "claim",
+            [keys.stream, keys.delayed, keys.running, keys.config, keys.wake, keys.callbacks],
+            [
+                keys.job_prefix,
+                CONSUMER_GROUP,
+                worker,
+                capacity,
+                lease_ms,
+                promote_limit,
+                default_cap,
+            ],
+            _parse_claim,
+        )
+
+    def complete(
+        self,
+        keys: PoolKeys,
+        *,
+        worker: str,
+        bucket_ms: int,
+        stats_ttl_ms: int,
+        outcomes: Sequence[Outcome],
+    ) -> Call[list[str]]:
+        """Record ended attempts; parses to one code per outcome."""
+        args: list[Any] = [
+            keys.job_prefix,
+            keys.stats_prefix,
+            bucket_ms,
+            stats_ttl_ms,
+            keys.finished,
+            worker,
+        ]
+        for o in outcomes:
+            args += [o.work_id, o.attempt, o.status, o.payload, repr(o.jitter)]
+        return self._call(
+            "complete",
+            [keys.running, keys.delayed, keys.stream, keys.wake, keys.callbacks],
+            args,
+            _texts,
+        )
+
+    def complete_callback(
+        self,
+        keys: PoolKeys,
+        *,
+        worker: str,
+        max_attempts: int,
+        reports: Sequence[CallbackReport],
+    ) -> Call[list[str]]:
+        """Record ended callbacks; parses to one code per report."""
+        args: list[Any] = [keys.job_prefix, worker, max_attempts]
+        for r in reports:
+            args += [r.work_id, r.attempt, r.error, r.backoff_ms]
+        return self._call("complete_callback", [keys.callbacks], args, _texts)
+
+    def cancel(self, keys: PoolKeys, work_ids: Sequence[str]) -> Call[list[str]]:
+        """Cancel jobs; parses to one code per work id."""
+        return self._call(
+            "cancel",
+            [keys.stream, keys.delayed, keys.callbacks, keys.wake],
+            [keys.job_prefix, keys.finished, *work_ids],
+            _texts,
+        )
+
+    def update_config(self, keys: PoolKeys, *, max_parallelism: int, default_cap: int) -> Call[int]:
+        """Set the cap; parses to the previous cap."""
+        return self._call(
+            "update_config",
+            [keys.config, keys.stream, keys.wake],
+            [max_parallelism, default_cap],
+            int,
+        )
+
+    def stats(
+        self, keys: PoolKeys, *, window_ms: int, bucket_ms: int, default_cap: int
+    ) -> Call[list[int]]:
+        """Snapshot counters; see stats.lua for the order."""
+        return self._call(
+            "stats",
+            [keys.stream, keys.running, keys.delayed, keys.config],
+            [keys.stats_prefix, window_ms, bucket_ms, default_cap],
+            lambda reply: [int(x) for x in reply],
+        )
+
+    def _call(
+        self, name: str, keys: list[str], args: list[Any], parse: Callable[[Any], T]
+    ) -> Call[T]:
+        return Call(self._scripts[name], keys, args, parse)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _texts(reply: list[bytes]) -> list[str]:
+    return [_text(x) for x in reply]
+
+
+def _parse_claim(reply: list[Any]) -> ClaimReply:
+    now, next_delayed, next_callback, jobs, callbacks, skipped = reply
+    return ClaimReply(
+        now_ms=int(now),
+        next_delayed_ms=int(next_delayed) if next_delayed else None,
+        next_callback_ms=int(next_callback) if next_callback else None,
+        jobs=[ClaimedJob(_text(w), _text(f), _text(k), a, int(n)) for w, f, k, a, n in jobs],
+        callbacks=[
+            ClaimedCallback(_text(w), _text(f), c, _text(r), v, _text(e), int(n))
+            for w, f, c, r, v, e, n in callbacks
+        ],
+        skipped=[(_text(s), _text(w)) for s, w in skipped],
+    )
