@@ -248,8 +248,9 @@ class Workpool:
                 jobs=zip(chunk_ids, chunk_args, strict=True),
             )
 
+        # No log line here: enqueue is a producer's hot path, and an application that has not
+        # configured structlog would see every call printed.
         self._run_enqueue_calls(ids, packed, call)
-        logger.debug("jobs_enqueued", pool=self.name, function=fn_name, count=len(ids))
         return ids
 
     def _run_enqueue_calls(
