@@ -26,8 +26,12 @@ logger = structlog.get_logger(__name__)
 # An idle waiter re-checks the pool at least this often even without a token, in case one was
 # lost (e.g. a worker died holding it). It adds no latency when tokens flow.
 WAKE_SAFETY_S = 5.0
-# Most delayed jobs moved to the stream per claim call.
+# Most delayed jobs moved to the stream per claim call, and most jobs taken per claim call
+# (bounds the script's run time and its reply size).
 PROMOTE_LIMIT = 1000
+MAX_CLAIM = 1000
+# How long stopping waits for the waiter thread to leave its BLPOP.
+STOP_WAITER_S = 2.0
 # A callback that keeps raising is retried with this backoff, then recorded as failed.
 CALLBACK_RETRY = RetryBehavior(max_attempts=10, initial_backoff_ms=250, base=2)
 
@@ -68,6 +72,7 @@ class PoolConsumer:
         self._finished: list[Finished] = []
         self._armed = threading.Event()
         self._stopped = threading.Event()
+        self._waiter_client_id: int | None = None
         self._waiter = threading.Thread(
             target=self._wait_loop, name=f"workpool-wake-{pool}", daemon=True
         )
@@ -87,14 +92,19 @@ class PoolConsumer:
         self._waiter.start()
 
     def stop(self) -> None:
-        """Stop the waiter; leave a token if work waits, in case ours was in flight."""
+        """Stop the waiter, then leave a wake token if work waits, for the workers that stay."""
         self._stopped.set()
         self._armed.set()
         try:
-            if self._client.xlen(self.keys.stream) > 0:
+            deadline = time.monotonic() + STOP_WAITER_S
+            while self._waiter.is_alive() and time.monotonic() < deadline:
+                if self._waiter_client_id is not None:
+                    self._client.client_unblock(self._waiter_client_id)
+                self._waiter.join(0.05)
+            if self._client.xlen(self.keys.stream) or self._client.zcard(self.keys.callbacks):
                 self.pass_token()
-        except redis.RedisError:
-            pass
+        except redis.RedisError as exc:
+            logger.warning("wake_handoff_failed", pool=self.pool, error=str(exc))
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -111,6 +121,7 @@ class PoolConsumer:
 
     def claim(self, capacity: int) -> ClaimReply:
         """Claim up to `capacity` callbacks and jobs (0: only promote due jobs)."""
+        capacity = min(capacity, MAX_CLAIM)
         reply = self._scripts.claim(
             self.keys,
             worker=self._worker_id,
@@ -204,19 +215,32 @@ class PoolConsumer:
         self._armed.clear()
 
     def _wait_loop(self) -> None:
+        # A dedicated connection, so `stop` can end a blocked BLPOP by its client id (CLIENT
+        # UNBLOCK) instead of waiting out the timeout - and cannot lose a token to it.
+        conn: redis.connection.AbstractConnection | None = None
         while True:
             self._armed.wait()
             if self._stopped.is_set():
-                return
+                break
             try:
-                token = self._client.blpop([self.keys.wake], timeout=WAKE_SAFETY_S)
+                if conn is None:
+                    conn = self._client.connection_pool.make_connection()
+                    conn.send_command("CLIENT", "ID")
+                    self._waiter_client_id = int(conn.read_response())
+                conn.send_command("BLPOP", self.keys.wake, WAKE_SAFETY_S)
+                token = conn.read_response()
             except redis.RedisError as exc:
                 logger.warning("wake_wait_failed", pool=self.pool, error=str(exc))
+                if conn is not None:
+                    conn.disconnect()
+                conn = None
                 self._stopped.wait(1.0)
                 continue
             if self._stopped.is_set():
-                return
+                break
             self._post(Wake(self.pool, token is not None))
+        if conn is not None:
+            conn.disconnect()
 
 
 def _local_time(redis_ms: int | None, redis_now_ms: int, local_now: float) -> float | None:

@@ -18,7 +18,6 @@ from workpool.errors import (
     WaitTimeout,
     WorkFailed,
     WorkNotFound,
-    WorkpoolConnectionError,
 )
 from workpool.functions import resolve_name
 from workpool.keys import POOLS_KEY, PoolKeys
@@ -33,7 +32,7 @@ from workpool.options import (
     ttl_ms_of,
 )
 from workpool.retry import DEFAULT_RETRY_BEHAVIOR, NO_RETRY, RetryBehavior
-from workpool.scripts import Scripts
+from workpool.scripts import Scripts, run_in_transaction
 from workpool.settings import connect
 from workpool.status import JobKind, Result, ResultKind, State, Stats, Status
 
@@ -259,18 +258,12 @@ class Workpool:
         chunks = [
             range(i, min(i + ENQUEUE_CHUNK, len(ids))) for i in range(0, len(ids), ENQUEUE_CHUNK)
         ]
-        try:
-            if len(chunks) == 1:
-                replies = [call(ids, packed).run(self.redis)]
-            else:
-                # One MULTI/EXEC: the whole batch lands, or none of it does.
-                pipe = self.redis.pipeline(transaction=True)
-                calls = [call([ids[i] for i in c], [packed[i] for i in c]) for c in chunks]
-                for c in calls:
-                    c.queue(pipe)
-                replies = [c.parse(r) for c, r in zip(calls, pipe.execute(), strict=True)]
-        except redis.ConnectionError as exc:
-            raise WorkpoolConnectionError(f"Redis unreachable: {exc}") from exc
+        calls = [call([ids[i] for i in c], [packed[i] for i in c]) for c in chunks]
+        # A large batch goes as several script calls in one MULTI/EXEC: it lands whole or not.
+        if len(calls) == 1:
+            replies = [calls[0].run(self.redis)]
+        else:
+            replies = run_in_transaction(self.redis, calls)
         for chunk, (code, detail) in zip(chunks, replies, strict=True):
             if code == 1:
                 raise UnknownFunction(

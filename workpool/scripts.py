@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 import redis
 from redis.client import Pipeline
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from workpool.errors import WorkpoolConnectionError
 from workpool.keys import CONSUMER_GROUP, PoolKeys
@@ -75,6 +76,36 @@ class Call(Generic[T]):
     def queue(self, pipe: Pipeline) -> None:
         """Add the call to `pipe`; parse its slot of `pipe.execute()` with `self.parse`."""
         self.script(keys=self.keys, args=self.args, client=pipe)
+
+
+def run_in_transaction(client: redis.Redis, calls: Sequence[Call[T]]) -> list[T]:
+    """Run calls of one script in a single MULTI/EXEC: one round trip, all or nothing.
+
+    redis-py's pipelines spend an extra round trip on SCRIPT EXISTS; instead this sends EVALSHA
+    and, if the server lost the script, every call in the transaction fails alike with NOSCRIPT
+    (they share one script), so nothing was written: load the script and send it again.
+    """
+    if not calls:
+        return []
+    script = calls[0].script
+    if any(c.script is not script for c in calls):
+        raise ValueError("run_in_transaction takes calls of a single script")
+    for attempt in range(2):
+        pipe = client.pipeline(transaction=True)
+        for c in calls:
+            pipe.evalsha(script.sha, len(c.keys), *c.keys, *c.args)
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except redis.ConnectionError as exc:
+            raise WorkpoolConnectionError(f"Redis unreachable: {exc}") from exc
+        if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
+            client.script_load(script.script)
+            continue
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [c.parse(r) for c, r in zip(calls, replies, strict=True)]
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True, slots=True)
