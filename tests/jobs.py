@@ -163,3 +163,52 @@ def flaky_callback(work_id: str, context: object, result: workpool.Result) -> No
     if n <= context["failures"]:
         raise RuntimeError(f"callback failure {n}")
     on_done(work_id, context, result)
+
+
+# --- e2e ---
+
+
+@workpool.function
+def record_pid(key: str) -> int:
+    """Appends the id of the worker process that ran it to list `key`, and returns it."""
+    pid = os.getpid()
+    client().rpush(key, pid)
+    return pid
+
+
+@workpool.function
+def measured_pid(seconds: float = 0.05) -> int:
+    """Like `measured`, but returns the id of the worker process that ran it."""
+    measured(seconds)
+    return os.getpid()
+
+
+# --- bad input ---
+
+
+@workpool.function
+def worker_pid() -> int:
+    """The pid of the worker process running it (proves which process ran a job)."""
+    return os.getpid()
+
+
+@workpool.function
+def raise_value_error(message: str) -> None:
+    raise ValueError(message)
+
+
+@workpool.function
+async def async_raise_value_error(message: str) -> None:
+    await asyncio.sleep(0)
+    raise ValueError(message)
+
+
+@workpool.function
+def raise_system_exit() -> None:
+    raise SystemExit(3)
+
+
+@workpool.function
+async def async_unencodable_return() -> object:
+    await asyncio.sleep(0)
+    return {1, 2}

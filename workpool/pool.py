@@ -13,6 +13,7 @@ import structlog
 
 from workpool.codec import unpack
 from workpool.errors import (
+    InvalidRetryBehavior,
     InvalidSchedule,
     UnknownFunction,
     WaitTimeout,
@@ -33,7 +34,7 @@ from workpool.options import (
 )
 from workpool.retry import DEFAULT_RETRY_BEHAVIOR, NO_RETRY, RetryBehavior
 from workpool.scripts import Scripts, run_in_transaction
-from workpool.settings import connect
+from workpool.settings import connect, translate_connection_errors
 from workpool.status import JobKind, Result, ResultKind, State, Stats, Status
 
 logger = structlog.get_logger(__name__)
@@ -85,7 +86,9 @@ class Workpool:
         self.keys = PoolKeys.for_pool(name)
         self._initial_cap = None if max_parallelism is None else parallelism_of(max_parallelism)
         if not isinstance(default_retry_behavior, RetryBehavior):
-            raise TypeError("default_retry_behavior must be a RetryBehavior")
+            raise InvalidRetryBehavior(
+                f"default_retry_behavior must be a RetryBehavior, got {default_retry_behavior!r}"
+            )
         self.retry_actions_by_default = bool(retry_actions_by_default)
         self.default_retry_behavior = default_retry_behavior
         self._ttl_ms = ttl_ms_of(status_ttl)
@@ -107,6 +110,7 @@ class Workpool:
 
     # -- enqueue ------------------------------------------------------------------------------
 
+    @translate_connection_errors
     def enqueue_action(
         self,
         fn: FunctionRef,
@@ -124,6 +128,7 @@ class Workpool:
             JobKind.ACTION, fn, [args], run_after, run_at, behavior, on_complete, context
         )[0]
 
+    @translate_connection_errors
     def enqueue_mutation(
         self,
         fn: FunctionRef,
@@ -139,6 +144,7 @@ class Workpool:
             JobKind.MUTATION, fn, [args], run_after, run_at, NO_RETRY, on_complete, context
         )[0]
 
+    @translate_connection_errors
     def enqueue_query(
         self,
         fn: FunctionRef,
@@ -154,6 +160,7 @@ class Workpool:
             JobKind.QUERY, fn, [args], run_after, run_at, NO_RETRY, on_complete, context
         )[0]
 
+    @translate_connection_errors
     def enqueue_action_batch(
         self,
         fn: FunctionRef,
@@ -171,6 +178,7 @@ class Workpool:
             JobKind.ACTION, fn, list(args_list), run_after, run_at, behavior, on_complete, context
         )
 
+    @translate_connection_errors
     def enqueue_mutation_batch(
         self,
         fn: FunctionRef,
@@ -186,6 +194,7 @@ class Workpool:
             JobKind.MUTATION, fn, list(args_list), run_after, run_at, NO_RETRY, on_complete, context
         )
 
+    @translate_connection_errors
     def enqueue_query_batch(
         self,
         fn: FunctionRef,
@@ -227,7 +236,6 @@ class Workpool:
         packed = [pack_args(a, limit=self.max_payload_bytes) for a in args_list]
         if not packed:
             return []
-        self._ensure_initialized()
         ids = [_new_work_id() for _ in packed]
 
         def call(chunk_ids: Sequence[str], chunk_args: Sequence[bytes]) -> Any:
@@ -244,17 +252,20 @@ class Workpool:
                 on_complete=callback,
                 context=packed_context if callback else b"",
                 check_functions=True,
+                initial_cap=self._cap_for_new_pool(),
                 jobs=zip(chunk_ids, chunk_args, strict=True),
             )
 
         # No log line here: enqueue is a producer's hot path, and an application that has not
         # configured structlog would see every call printed.
-        self._run_enqueue_calls(ids, packed, call)
+        stored_cap = self._run_enqueue_calls(ids, packed, call)
+        self._note_pool(stored_cap)
         return ids
 
     def _run_enqueue_calls(
         self, ids: list[str], packed: list[bytes], call: Callable[..., Any]
-    ) -> None:
+    ) -> int:
+        """Send the enqueue calls; returns the pool's stored cap."""
         chunks = [
             range(i, min(i + ENQUEUE_CHUNK, len(ids))) for i in range(0, len(ids), ENQUEUE_CHUNK)
         ]
@@ -264,6 +275,7 @@ class Workpool:
             replies = [calls[0].run(self.redis)]
         else:
             replies = run_in_transaction(self.redis, calls)
+        stored_cap = self._cap_for_new_pool()
         for chunk, (code, detail) in zip(chunks, replies, strict=True):
             if code == 1:
                 raise UnknownFunction(
@@ -273,27 +285,32 @@ class Workpool:
                 # An id collision (astronomically rare): nothing of this chunk was written.
                 for i in chunk:
                     ids[i] = _new_work_id()
-                self._run_enqueue_calls([ids[i] for i in chunk], [packed[i] for i in chunk], call)
+                chunk_ids, chunk_args = [ids[i] for i in chunk], [packed[i] for i in chunk]
+                stored_cap = self._run_enqueue_calls(chunk_ids, chunk_args, call)
+                for i, work_id in zip(chunk, chunk_ids, strict=True):
+                    ids[i] = work_id  # the retry may have drawn fresh ids again
+            else:
+                stored_cap = int(detail)
+        return stored_cap
 
-    def _ensure_initialized(self) -> None:
+    def _cap_for_new_pool(self) -> int:
+        return DEFAULT_MAX_PARALLELISM if self._initial_cap is None else self._initial_cap
+
+    def _note_pool(self, stored_cap: int) -> None:
+        # Once per handle: list the pool for admin tools, and say so if the constructor asked
+        # for a cap other than the stored one (config lives in Redis and is never overridden).
         if self._initialized:
             return
-        initial = DEFAULT_MAX_PARALLELISM if self._initial_cap is None else self._initial_cap
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hsetnx(self.keys.config, "max_parallelism", initial)
-        pipe.hget(self.keys.config, "max_parallelism")
-        pipe.sadd(POOLS_KEY, self.name)
-        _, stored, _ = pipe.execute()
-        if self._initial_cap is not None and int(stored) != self._initial_cap:
-            # Config lives in Redis: a constructor never silently overrides it.
+        self._initialized = True
+        self.redis.sadd(POOLS_KEY, self.name)
+        if self._initial_cap is not None and stored_cap != self._initial_cap:
             logger.warning(
                 "config_kept",
                 pool=self.name,
-                stored_max_parallelism=int(stored),
+                stored_max_parallelism=stored_cap,
                 requested_max_parallelism=self._initial_cap,
                 hint="use update_config() to change a pool's cap",
             )
-        self._initialized = True
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -301,6 +318,7 @@ class Workpool:
         """The state of one job; an unknown or expired id reads as `unknown`."""
         return self.status_batch([work_id])[0]
 
+    @translate_connection_errors
     def status_batch(self, work_ids: Sequence[str]) -> list[Status]:
         """The states of several jobs, in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
@@ -308,6 +326,7 @@ class Workpool:
             pipe.hmget(self.keys.job(_check_id(work_id)), "state", "attempts", "next_run_at")
         return [_status_of(w, r) for w, r in zip(work_ids, pipe.execute(), strict=True)]
 
+    @translate_connection_errors
     def result(self, work_id: str) -> Result | None:
         """The outcome of a finished job; None until it has finished (or if unknown)."""
         fields = self.redis.hmget(
@@ -322,6 +341,7 @@ class Workpool:
             error=error.decode() if error is not None else None,
         )
 
+    @translate_connection_errors
     def wait(self, work_id: str, timeout: float = 30.0) -> Result:
         """Block until the job has finished and return its Result.
 
@@ -373,6 +393,7 @@ class Workpool:
 
     # -- control ------------------------------------------------------------------------------
 
+    @translate_connection_errors
     def cancel(self, work_id: str) -> bool:
         """Cancel a job; returns whether it was still unfinished.
 
@@ -382,6 +403,7 @@ class Workpool:
         code = self.scripts.cancel(self.keys, [_check_id(work_id)]).run(self.redis)[0]
         return code in ("canceled", "cancel_requested")
 
+    @translate_connection_errors
     def cancel_all(self, limit: int | None = None, *, batch_size: int = 500) -> int:
         """Cancel every pending, delayed and running job (at most `limit`); returns how many."""
         if limit is not None and (
@@ -421,17 +443,21 @@ class Workpool:
             seen.update(members)
             yield [m.decode() for m in members]
 
+    @translate_connection_errors
     def update_config(self, *, max_parallelism: int) -> int:
         """Change the pool's cap for every producer and worker at once; returns the previous cap.
 
         0 pauses the pool: nothing new starts, running work ends.
         """
         cap = parallelism_of(max_parallelism)
-        self._ensure_initialized()
-        return self.scripts.update_config(
-            self.keys, max_parallelism=cap, default_cap=DEFAULT_MAX_PARALLELISM
+        previous = self.scripts.update_config(
+            self.keys, max_parallelism=cap, default_cap=self._cap_for_new_pool()
         ).run(self.redis)
+        self._initialized = True  # an explicit cap now stands: no config_kept warning
+        self.redis.sadd(POOLS_KEY, self.name)
+        return previous
 
+    @translate_connection_errors
     def stats(self, window: float = DEFAULT_STATS_WINDOW_S) -> Stats:
         """Queue sizes and recent outcome rates (over `window` seconds, at most an hour)."""
         window_s = to_seconds(window, "window")
@@ -444,7 +470,8 @@ class Workpool:
                 self.keys,
                 window_ms=round(window_s * 1000),
                 bucket_ms=STATS_BUCKET_MS,
-                default_cap=DEFAULT_MAX_PARALLELISM,
+                # A pool nobody has enqueued to yet gets this handle's cap on first enqueue.
+                default_cap=self._cap_for_new_pool(),
             ).run(self.redis)
         )
         return Stats(

@@ -36,7 +36,12 @@ class RetryBehavior:
 
     def backoff_ms(self, failed_attempt: int, jitter: float) -> int:
         """The wait after failed attempt `failed_attempt` (1-based) for a given jitter factor."""
-        raw = self.initial_backoff_ms * self.base ** (failed_attempt - 1) * jitter
+        if self.initial_backoff_ms == 0:
+            return 0
+        try:
+            raw = self.initial_backoff_ms * float(self.base) ** (failed_attempt - 1) * jitter
+        except OverflowError:
+            return MAX_BACKOFF_MS
         return int(min(raw, MAX_BACKOFF_MS))
 
 

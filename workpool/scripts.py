@@ -20,7 +20,6 @@ from redis.client import Pipeline
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
-from workpool.errors import WorkpoolConnectionError
 from workpool.keys import CONSUMER_GROUP, PoolKeys
 
 T = TypeVar("T")
@@ -68,10 +67,7 @@ class Call(Generic[T]):
 
     def run(self, client: redis.Redis) -> T:
         """Call the script and parse its reply."""
-        try:
-            return self.parse(self.script(keys=self.keys, args=self.args, client=client))
-        except redis.ConnectionError as exc:
-            raise WorkpoolConnectionError(f"Redis unreachable: {exc}") from exc
+        return self.parse(self.script(keys=self.keys, args=self.args, client=client))
 
     def queue(self, pipe: Pipeline) -> None:
         """Add the call to `pipe`; parse its slot of `pipe.execute()` with `self.parse`."""
@@ -94,10 +90,7 @@ def run_in_transaction(client: redis.Redis, calls: Sequence[Call[T]]) -> list[T]
         pipe = client.pipeline(transaction=True)
         for c in calls:
             pipe.evalsha(script.sha, len(c.keys), *c.keys, *c.args)
-        try:
-            replies = pipe.execute(raise_on_error=False)
-        except redis.ConnectionError as exc:
-            raise WorkpoolConnectionError(f"Redis unreachable: {exc}") from exc
+        replies = pipe.execute(raise_on_error=False)
         if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
             client.script_load(script.script)
             continue
@@ -186,9 +179,14 @@ class Scripts:
         on_complete: str,
         context: bytes,
         check_functions: bool,
+        initial_cap: int,
         jobs: Iterable[tuple[str, bytes]],
     ) -> Call[tuple[int, str]]:
-        """Create jobs; parses to (code, detail): 0 ok, 1 unknown function, 2 duplicate id."""
+        """Create jobs; parses to (code, detail).
+
+        (0, stored cap) on success; (1, unknown function name) or (2, duplicate work id) when
+        nothing was written.
+        """
         args: list[Any] = [
             keys.job_prefix,
             fn,
@@ -202,14 +200,15 @@ class Scripts:
             on_complete,
             context,
             "1" if check_functions else "0",
+            initial_cap,
         ]
         for work_id, packed_args in jobs:
             args += [work_id, packed_args]
         return self._call(
             "enqueue",
-            [keys.stream, keys.delayed, keys.wake, keys.functions],
+            [keys.stream, keys.delayed, keys.wake, keys.functions, keys.config],
             args,
-            lambda reply: (int(reply[0]), _text(reply[1]) if len(reply) > 1 else ""),
+            lambda reply: (int(reply[0]), _text(reply[1])),
         )
 
     def claim(

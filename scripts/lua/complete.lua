@@ -47,6 +47,19 @@ local stats_key = stats_prefix .. math.floor(now / bucket_ms)
 local executions, errors, failures = 0, 0, 0
 local codes = {}
 
+-- initial * base^(attempt-1) * jitter, capped; never NaN or inf (0 * inf would be NaN, and a
+-- script error after the first write would leave the job half-moved: Redis has no rollback).
+local function backoff_ms(initial, base, attempt, jitter)
+  if initial <= 0 then
+    return 0
+  end
+  local wait = initial * base ^ (attempt - 1) * jitter
+  if wait ~= wait or wait > MAX_BACKOFF_MS then
+    return MAX_BACKOFF_MS
+  end
+  return math.floor(wait)
+end
+
 local function complete_one(work_id, attempt, outcome, payload, jitter)
   local job = job_prefix .. work_id
   local f = redis.call('HMGET', job, 'state', 'worker', 'attempts', 'kind', 'max_attempts',
@@ -69,8 +82,7 @@ local function complete_one(work_id, attempt, outcome, payload, jitter)
   end
   local max_attempts = tonumber(f[5]) or 1
   if outcome == 'error' and f[4] == 'action' and attempt < max_attempts then
-    local backoff = tonumber(f[6]) * tonumber(f[7]) ^ (attempt - 1) * jitter
-    local due = now + math.floor(math.min(backoff, MAX_BACKOFF_MS))
+    local due = now + backoff_ms(tonumber(f[6]) or 0, tonumber(f[7]) or 1, attempt, jitter)
     redis.call('ZADD', delayed_key, due, work_id)
     redis.call('HSET', job, 'state', 'scheduled', 'next_run_at', due, 'last_error', payload)
     return 'retry'

@@ -7,6 +7,7 @@
   KEYS[2] delayed    (zset)    work id -> due time (ms)
   KEYS[3] wake       (list)    idle workers' wake token
   KEYS[4] functions  (set)     names registered by the pool's workers
+  KEYS[5] config     (hash)    max_parallelism; set to ARGV[13] only if the pool has none
   ARGV[1] job_prefix           status hash key = job_prefix .. work id (same hash tag)
   ARGV[2] fn                   registered function name
   ARGV[3] kind                 action | mutation | query
@@ -20,16 +21,18 @@
   ARGV[11] context             msgpack context for the callback, '' for none
   ARGV[12] check_functions     '1': reject fn and on_complete unless the pool's workers
                                registered them (checked only once any worker has registered)
-  ARGV[13..] work_id, args     one pair per job; args is msgpack
+  ARGV[13] initial_cap          the cap of a pool that has no config yet
+  ARGV[14..] work_id, args     one pair per job; args is msgpack
   Derived keys: job_prefix .. work_id (hash, same hash tag).
-  Returns: {0} ok; {1, name} a function unknown to the pool's workers; {2, work_id} that id
-           already exists.
+  Returns: {0, cap} ok, with the pool's stored cap; {1, name} a function unknown to the pool's
+           workers; {2, work_id} that id already exists. Only {0, cap} wrote anything.
   Complexity: O(jobs).
 ]]
 local stream_key = KEYS[1]
 local delayed_key = KEYS[2]
 local wake_key = KEYS[3]
 local functions_key = KEYS[4]
+local config_key = KEYS[5]
 
 local job_prefix = ARGV[1]
 local fn = ARGV[2]
@@ -43,7 +46,8 @@ local base = ARGV[9]
 local on_complete = ARGV[10]
 local context = ARGV[11]
 local check_functions = ARGV[12]
-local FIRST_JOB = 13
+local initial_cap = ARGV[13]
+local FIRST_JOB = 14
 
 --- @include "clock"
 --- @include "wake"
@@ -104,6 +108,8 @@ for i = FIRST_JOB, #ARGV, 2 do
   end
 end
 
+-- Config lives in Redis: the first enqueue sets it; a later one never overrides it.
+redis.call('HSETNX', config_key, 'max_parallelism', initial_cap)
 -- Ready work wakes an idle worker; delayed work wakes one too, so it learns the new due time.
 wake(wake_key)
-return {0}
+return {0, redis.call('HGET', config_key, 'max_parallelism')}
