@@ -108,9 +108,13 @@ if executions > 0 then
   redis.call('PEXPIRE', stats_key, stats_ttl_ms)
 end
 
--- Freed slots may let waiting work start; new callbacks are due at once.
-if executions > 0 and (redis.call('XLEN', stream_key) > 0
-    or redis.call('ZCARD', callbacks_key) > 0) then
+-- Freed slots may let waiting work start; callbacks made due here can run at once (leased
+-- ones, due only at their lease deadline, need no wake).
+local function callback_due()
+  local first = redis.call('ZRANGE', callbacks_key, 0, 0, 'WITHSCORES')
+  return #first > 0 and tonumber(first[2]) <= now
+end
+if executions > 0 and (redis.call('XLEN', stream_key) > 0 or callback_due()) then
   wake(wake_key)
 end
 return codes

@@ -47,6 +47,8 @@ local function complete_one(work_id, attempt, err, backoff_ms)
   if attempt < max_attempts then
     redis.call('ZADD', callbacks_key, now + backoff_ms, work_id)
     redis.call('HSET', job, 'callback_error', err)
+    -- Nobody holds it until it is claimed again: a repeated report is stale.
+    redis.call('HDEL', job, 'callback_worker')
     return 'retry'
   end
   redis.call('ZREM', callbacks_key, work_id)

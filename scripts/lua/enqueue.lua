@@ -61,10 +61,12 @@ if check_functions == '1' and redis.call('EXISTS', functions_key) == 1 then
 end
 
 -- Check every id before writing any, so a collision leaves nothing half-done.
+local seen = {}
 for i = FIRST_JOB, #ARGV, 2 do
-  if redis.call('EXISTS', job_prefix .. ARGV[i]) == 1 then
+  if seen[ARGV[i]] or redis.call('EXISTS', job_prefix .. ARGV[i]) == 1 then
     return {2, ARGV[i]}
   end
+  seen[ARGV[i]] = true
 end
 
 local now = now_ms()
