@@ -25,7 +25,8 @@
   ARGV[14..] work_id, args     one pair per job; args is msgpack
   Derived keys: job_prefix .. work_id (hash, same hash tag).
   Returns: {0, cap} ok, with the pool's stored cap; {1, name} a function unknown to the pool's
-           workers; {2, work_id} that id already exists. Only {0, cap} wrote anything.
+           workers; {2, work_id} that id exists already or repeats in this call. Only {0, cap}
+           wrote anything.
   Complexity: O(jobs).
 ]]
 local stream_key = KEYS[1]
