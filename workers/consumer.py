@@ -30,6 +30,8 @@ WAKE_SAFETY_S = 5.0
 # (bounds the script's run time and its reply size).
 PROMOTE_LIMIT = 1000
 MAX_CLAIM = 1000
+# The waiter's socket timeout exceeds its BLPOP timeout by this much.
+WAKE_SOCKET_SLACK_S = 5.0
 # How long stopping waits for the waiter thread to leave its BLPOP.
 STOP_WAITER_S = 2.0
 # A callback that keeps raising is retried with this backoff, then recorded as failed.
@@ -92,7 +94,13 @@ class PoolConsumer:
         self._waiter.start()
 
     def stop(self) -> None:
-        """Stop the waiter, then leave a wake token if work waits, for the workers that stay."""
+        """Stop the waiter, then leave a wake token if work waits, for the workers that stay.
+
+        Called as soon as the worker starts stopping, so a draining worker never sits on the
+        pool's wake list taking tokens meant for the idle workers.
+        """
+        if self._stopped.is_set():
+            return
         self._stopped.set()
         self._armed.set()
         try:
@@ -142,12 +150,19 @@ class PoolConsumer:
         return reply
 
     def pass_token(self) -> None:
-        """Put back a wake token this worker took but cannot use, for another idle worker."""
+        """Put back a wake token this worker took but cannot use, for another idle worker.
+
+        Best effort: if Redis is unreachable the token is lost, and idle workers' periodic
+        re-check covers it.
+        """
+        self.holding_token = False
         pipe = self._client.pipeline(transaction=True)
         pipe.lpush(self.keys.wake, "1")
         pipe.ltrim(self.keys.wake, 0, 0)
-        pipe.execute()
-        self.holding_token = False
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            logger.warning("wake_handoff_failed", pool=self.pool, error=str(exc))
 
     # -- recording --------------------------------------------------------------------------
 
@@ -214,6 +229,12 @@ class PoolConsumer:
         """Stop the waiter from taking tokens (the worker is full)."""
         self._armed.clear()
 
+    def _waiter_connection(self) -> redis.connection.AbstractConnection:
+        # The client's socket timeout (redis-py defaults to 5 s) must not cut a BLPOP short.
+        pool = self._client.connection_pool
+        kwargs = {**pool.connection_kwargs, "socket_timeout": WAKE_SAFETY_S + WAKE_SOCKET_SLACK_S}
+        return pool.connection_class(**kwargs)
+
     def _wait_loop(self) -> None:
         # A dedicated connection, so `stop` can end a blocked BLPOP by its client id (CLIENT
         # UNBLOCK) instead of waiting out the timeout - and cannot lose a token to it.
@@ -224,11 +245,19 @@ class PoolConsumer:
                 break
             try:
                 if conn is None:
-                    conn = self._client.connection_pool.make_connection()
+                    conn = self._waiter_connection()
                     conn.send_command("CLIENT", "ID")
                     self._waiter_client_id = int(conn.read_response())
                 conn.send_command("BLPOP", self.keys.wake, WAKE_SAFETY_S)
                 token = conn.read_response()
+            except redis.TimeoutError:
+                # Should not happen (the socket outlives the BLPOP), but a timeout is still
+                # due a look at the pool.
+                if conn is not None:
+                    conn.disconnect()
+                conn = None
+                self._post(Wake(self.pool, False))
+                continue
             except redis.RedisError as exc:
                 logger.warning("wake_wait_failed", pool=self.pool, error=str(exc))
                 if conn is not None:

@@ -178,12 +178,16 @@ class Worker:
                     consumer.needs_claim = True
         elif isinstance(event, Wake):
             consumer = self._consumers[event.pool]
+            if self._stopping:
+                if event.token:
+                    consumer.pass_token()  # a draining worker takes nothing: hand it on
+                return
             consumer.needs_claim = True
             consumer.holding_token = consumer.holding_token or event.token
-        elif isinstance(event, _Stop):
+        elif isinstance(event, _Stop) and not self._stopping:
             self._stopping = True
             for consumer in self._consumers.values():
-                consumer.disarm()
+                consumer.stop()
 
     def _flush(self) -> None:
         try:

@@ -401,7 +401,7 @@ class Workpool:
         work is let finish and is never retried.
         """
         code = self.scripts.cancel(self.keys, [_check_id(work_id)]).run(self.redis)[0]
-        return code in ("canceled", "cancel_requested")
+        return code in ("canceled", "cancel_requested", "already_requested")
 
     @translate_connection_errors
     def cancel_all(self, limit: int | None = None, *, batch_size: int = 500) -> int:

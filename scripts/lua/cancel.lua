@@ -11,7 +11,8 @@
   ARGV[2] channel              pub/sub channel told the work id of every finished job
   ARGV[3..] work ids
   Derived keys: job_prefix .. work_id (hash, same hash tag).
-  Returns: one code per work id: canceled | cancel_requested | finished | unknown.
+  Returns: one code per work id: canceled | cancel_requested | already_requested (running, and
+           asked before) | finished | unknown.
   Complexity: O(log N) per work id.
 ]]
 local stream_key = KEYS[1]
@@ -44,8 +45,12 @@ for i = FIRST, #ARGV do
     any_callback = any_callback or redis.call('HEXISTS', job, 'on_complete') == 1
     codes[#codes + 1] = 'canceled'
   elseif state == 'running' then
-    redis.call('HSET', job, 'cancel', '1')
-    codes[#codes + 1] = 'cancel_requested'
+    -- HSETNX: a second request is told apart, so cancel_all never counts a job twice.
+    if redis.call('HSETNX', job, 'cancel', '1') == 1 then
+      codes[#codes + 1] = 'cancel_requested'
+    else
+      codes[#codes + 1] = 'already_requested'
+    end
   elseif state == 'finished' then
     codes[#codes + 1] = 'finished'
   else
