@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import redis
+
 T = TypeVar("T")
 
 TESTS_DIR = Path(__file__).parent
@@ -32,6 +34,19 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {message}")
         time.sleep(interval_s)
+
+
+def snapshot(r: redis.Redis) -> dict[bytes, tuple[bytes, object]]:
+    """Every key with its type and contents: equal snapshots mean nothing was written."""
+    readers = {
+        b"string": r.get,
+        b"hash": r.hgetall,
+        b"set": r.smembers,
+        b"list": lambda k: r.lrange(k, 0, -1),
+        b"zset": lambda k: r.zrange(k, 0, -1, withscores=True),
+        b"stream": r.xrange,
+    }
+    return {k: (t, readers[t](k)) for k in r.keys("*") for t in [r.type(k)]}
 
 
 class WorkerProcess:

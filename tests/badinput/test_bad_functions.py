@@ -7,25 +7,12 @@ from __future__ import annotations
 import jobs
 import pytest
 import redis
-from helpers import wait_until
+from helpers import snapshot, wait_until
 
 from workpool import ResultKind, RetryBehavior, UnknownFunction
 from workpool.keys import PoolKeys
 
 WAIT_S = 15
-
-
-def snapshot(r: redis.Redis) -> dict[bytes, tuple[bytes, object]]:
-    """Every key with its type and contents: equal snapshots mean nothing was written."""
-    readers = {
-        b"string": r.get,
-        b"hash": r.hgetall,
-        b"set": r.smembers,
-        b"list": lambda k: r.lrange(k, 0, -1),
-        b"zset": lambda k: r.zrange(k, 0, -1, withscores=True),
-        b"stream": r.xrange,
-    }
-    return {k: (t, readers[t](k)) for k in r.keys("*") for t in [r.type(k)]}
 
 
 def unregistered(a: int, b: int) -> int:

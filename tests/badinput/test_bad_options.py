@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+from helpers import snapshot
 
 from workpool import (
     InvalidParallelism,
@@ -26,19 +27,6 @@ BAD_PARALLELISM = [
     pytest.param(True, id="bool"),
     pytest.param("3", id="str"),
 ]
-
-
-def snapshot(r: redis.Redis) -> dict[bytes, tuple[bytes, object]]:
-    """Every key with its type and contents: equal snapshots mean nothing was written."""
-    readers = {
-        b"string": r.get,
-        b"hash": r.hgetall,
-        b"set": r.smembers,
-        b"list": lambda k: r.lrange(k, 0, -1),
-        b"zset": lambda k: r.zrange(k, 0, -1, withscores=True),
-        b"stream": r.xrange,
-    }
-    return {k: (t, readers[t](k)) for k in r.keys("*") for t in [r.type(k)]}
 
 
 @pytest.fixture

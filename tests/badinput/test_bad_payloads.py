@@ -6,7 +6,7 @@ from datetime import datetime
 
 import jobs
 import pytest
-import redis
+from helpers import snapshot
 
 from workpool import InvalidArguments, PayloadNotSerializable, PayloadTooLarge
 from workpool.codec import pack
@@ -14,19 +14,6 @@ from workpool.codec import pack
 SMALL_LIMIT = 100
 ONE_MIB = 1024 * 1024
 GOOD = {"a": 1, "b": 2}
-
-
-def snapshot(r: redis.Redis) -> dict[bytes, tuple[bytes, object]]:
-    """Every key with its type and contents: equal snapshots mean nothing was written."""
-    readers = {
-        b"string": r.get,
-        b"hash": r.hgetall,
-        b"set": r.smembers,
-        b"list": lambda k: r.lrange(k, 0, -1),
-        b"zset": lambda k: r.zrange(k, 0, -1, withscores=True),
-        b"stream": r.xrange,
-    }
-    return {k: (t, readers[t](k)) for k in r.keys("*") for t in [r.type(k)]}
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import redis
+from helpers import snapshot
 
 from workpool import InvalidPoolName, Workpool, WorkpoolError
 from workpool.keys import MAX_POOL_NAME_LENGTH, PoolKeys, validate_pool_name
@@ -84,19 +85,6 @@ def test_pool_keys_refuse_bad_name(name, fragment):
         PoolKeys.for_pool(name)
     # Then no key string is ever produced from it
     assert fragment in str(excinfo.value)
-
-
-def snapshot(r: redis.Redis) -> dict[bytes, tuple[bytes, object]]:
-    """Every key with its type and contents: equal snapshots mean nothing was written."""
-    readers = {
-        b"string": r.get,
-        b"hash": r.hgetall,
-        b"set": r.smembers,
-        b"list": lambda k: r.lrange(k, 0, -1),
-        b"zset": lambda k: r.zrange(k, 0, -1, withscores=True),
-        b"stream": r.xrange,
-    }
-    return {k: (t, readers[t](k)) for k in r.keys("*") for t in [r.type(k)]}
 
 
 def test_bad_name_leaves_an_existing_pool_untouched(r, make_pool, redis_url):
