@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -10,7 +11,7 @@ import redis
 
 import workpool
 from workers.logconfig import configure_logging
-from workers.worker import DEFAULT_CONCURRENCY, DEFAULT_LEASE_MS, Worker
+from workers.worker import DEFAULT_CONCURRENCY, DEFAULT_GRACE_S, DEFAULT_LEASE_MS, Worker
 from workpool.errors import InvalidPoolName
 from workpool.settings import REDIS_URL_ENV, resolve_redis_url
 
@@ -45,6 +46,24 @@ EXIT_FAILED = 1
     help="Most jobs this process runs at once, across its pools.",
 )
 @click.option(
+    "--lease",
+    "lease_s",
+    type=click.FloatRange(min=0.3),
+    envvar="WORKPOOL_LEASE",
+    default=DEFAULT_LEASE_MS / 1000,
+    show_default=True,
+    help="Seconds a running job's lease lasts; renewed every third of it.",
+)
+@click.option(
+    "--grace",
+    "grace_s",
+    type=click.FloatRange(min=0),
+    envvar="WORKPOOL_GRACE",
+    default=DEFAULT_GRACE_S,
+    show_default=True,
+    help="On SIGTERM, seconds to let running work finish before handing it back.",
+)
+@click.option(
     "--log-level",
     envvar="WORKPOOL_LOG_LEVEL",
     default="INFO",
@@ -65,6 +84,8 @@ def main(
     pools: tuple[str, ...],
     modules: tuple[str, ...],
     concurrency: int,
+    lease_s: float,
+    grace_s: float,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -83,11 +104,17 @@ def main(
             list(pools),
             redis_url=resolve_redis_url(redis_url),
             concurrency=concurrency,
-            lease_ms=DEFAULT_LEASE_MS,
+            lease_ms=round(lease_s * 1000),
+            grace_s=grace_s,
         )
         worker.run()
     except InvalidPoolName as exc:
         raise click.BadParameter(str(exc), param_hint="--pool") from exc
     except redis.ConnectionError as exc:
         raise click.ClickException(f"cannot reach Redis: {exc}") from exc
+    if worker.abandoned:
+        # Runs handed back after the grace period still hold threads: leave without them.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_OK)
     sys.exit(EXIT_OK)

@@ -19,7 +19,7 @@ from workers.executor import Finished
 from workpool.keys import POOLS_KEY, PoolKeys
 from workpool.pool import DEFAULT_MAX_PARALLELISM, STATS_BUCKET_MS, STATS_TTL_MS
 from workpool.retry import RetryBehavior, draw_jitter
-from workpool.scripts import CallbackReport, ClaimReply, Outcome, Scripts
+from workpool.scripts import CallbackReport, ClaimReply, LeaseItem, Outcome, Scripts
 
 logger = structlog.get_logger(__name__)
 
@@ -36,6 +36,10 @@ WAKE_SOCKET_SLACK_S = 5.0
 STOP_WAITER_S = 2.0
 # A callback that keeps raising is retried with this backoff, then recorded as failed.
 CALLBACK_RETRY = RetryBehavior(max_attempts=10, initial_backoff_ms=250, base=2)
+# A query whose worker is lost is run again up to this many times, then fails.
+MAX_QUERY_RERUNS = 3
+# Entries moved aside from the stream are kept in the dead stream, trimmed to about this many.
+DEAD_MAXLEN = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,10 @@ class PoolConsumer:
         # Monotonic times at which the next delayed job / callback of the pool falls due.
         self.next_delayed: float | None = None
         self.next_callback: float | None = None
+        self.next_lease: float | None = None
+        # After a Redis error on this pool: when to try again, and how long the last wait was.
+        self.retry_at = 0.0
+        self.retry_s = 0.0
         self._finished: list[Finished] = []
         self._armed = threading.Event()
         self._stopped = threading.Event()
@@ -122,7 +130,7 @@ class PoolConsumer:
         That is when a delayed job falls due, or a callback does (counted only when the worker
         has capacity to run it).
         """
-        dues = [self.next_delayed]
+        dues = [self.next_delayed, self.next_lease]
         if has_capacity:
             dues.append(self.next_callback)
         return min((d for d in dues if d is not None), default=None)
@@ -137,6 +145,12 @@ class PoolConsumer:
             lease_ms=self._lease_ms,
             promote_limit=PROMOTE_LIMIT,
             default_cap=DEFAULT_MAX_PARALLELISM,
+            bucket_ms=STATS_BUCKET_MS,
+            stats_ttl_ms=STATS_TTL_MS,
+            jitter=draw_jitter(),
+            max_query_reruns=MAX_QUERY_RERUNS,
+            callback_max_attempts=CALLBACK_RETRY.max_attempts,
+            dead_maxlen=DEAD_MAXLEN,
         ).run(self._client)
         self.needs_claim = False
         self.holding_token = False
@@ -145,9 +159,31 @@ class PoolConsumer:
         now = time.monotonic()
         self.next_delayed = _local_time(reply.next_delayed_ms, reply.now_ms, now)
         self.next_callback = _local_time(reply.next_callback_ms, reply.now_ms, now)
+        self.next_lease = _local_time(reply.next_lease_ms, reply.now_ms, now)
         for stream_id, work_id in reply.skipped:
-            logger.info("entry_skipped", pool=self.pool, stream_id=stream_id, work_id=work_id)
+            logger.warning(
+                "entry_moved_aside",
+                pool=self.pool,
+                stream_id=stream_id,
+                work_id=work_id,
+                dead_stream=self.keys.dead,
+            )
+        for work_id, code in reply.reclaimed:
+            if code != "dropped":
+                logger.warning("lease_expired", pool=self.pool, work_id=work_id, outcome=code)
         return reply
+
+    def renew(self, items: list[LeaseItem]) -> list[tuple[str, str]]:
+        """Renew the leases of `items`; returns the (kind, member) of those this worker lost."""
+        return self._scripts.extend_lease(
+            self.keys, worker=self._worker_id, lease_ms=self._lease_ms, items=items
+        ).run(self._client)
+
+    def hand_back(self, items: list[LeaseItem]) -> list[str]:
+        """Give unfinished items back to the pool (a stopping worker); one code per item."""
+        return self._scripts.hand_back(self.keys, worker=self._worker_id, items=items).run(
+            self._client
+        )
 
     def pass_token(self) -> None:
         """Put back a wake token this worker took but cannot use, for another idle worker.
@@ -171,10 +207,13 @@ class PoolConsumer:
         self._finished.append(finished)
         self.needs_claim = True
 
-    def flush(self) -> None:
-        """Record every queued ended run in Redis, one script call per kind."""
+    def flush(self) -> bool:
+        """Record every queued ended run in Redis, one script call per kind.
+
+        Returns whether there was anything to record.
+        """
         if not self._finished:
-            return
+            return False
         batch, self._finished = self._finished, []
         jobs = [f for f in batch if not f.is_callback]
         callbacks = [f for f in batch if f.is_callback]
@@ -187,6 +226,7 @@ class PoolConsumer:
             # Keep them and try again on the next flush; the caller backs off.
             self._finished = batch + self._finished
             raise
+        return True
 
     def _record_jobs(self, jobs: list[Finished]) -> None:
         outcomes = [Outcome(f.work_id, f.attempt, f.status, f.payload, draw_jitter()) for f in jobs]
@@ -195,6 +235,7 @@ class PoolConsumer:
             worker=self._worker_id,
             bucket_ms=STATS_BUCKET_MS,
             stats_ttl_ms=STATS_TTL_MS,
+            lease_ms=self._lease_ms,
             outcomes=outcomes,
         ).run(self._client)
         for finished, code in zip(jobs, codes, strict=True):
@@ -293,6 +334,8 @@ def _log_job(pool: str, f: Finished, code: str) -> None:
         logger.info("job_retrying", error=f.payload.decode("utf-8", "replace"), **fields)
     elif code in ("failed", "canceled"):
         logger.warning(f"job_{code}", error=f.payload.decode("utf-8", "replace"), **fields)
+    elif code == "released":
+        logger.info("timed_out_thread_returned", **fields)
     else:
         logger.warning("job_outcome_stale", **fields)
 

@@ -48,6 +48,13 @@ class _Fatal(Exception):
     """A failure no retry can fix (bad arguments, unknown function, bad return value)."""
 
 
+class _TimedOut(Exception):
+    """An async job ran past its timeout and was cancelled."""
+
+
+TIMEOUT_ERROR = b"timeout"
+
+
 class Executor:
     """Starts runs without blocking the caller; reports each end through `post`."""
 
@@ -73,7 +80,8 @@ class Executor:
             self._check_arguments(fn, args)
             return fn.func, args
 
-        self._start(pool, job.work_id, job.attempt, job.function, False, prepare, info)
+        timeout_s = None if job.timeout_ms is None else job.timeout_ms / 1000
+        self._start(pool, job.work_id, job.attempt, job.function, False, prepare, info, timeout_s)
 
     def run_callback(self, pool: str, callback: ClaimedCallback) -> None:
         """Run an on_complete function as fn(work_id=..., context=..., result=Result)."""
@@ -89,7 +97,7 @@ class Executor:
             return fn.func, {"work_id": callback.work_id, "context": context, "result": result}
 
         self._start(
-            pool, callback.work_id, callback.attempt, callback.function, True, prepare, None
+            pool, callback.work_id, callback.attempt, callback.function, True, prepare, None, None
         )
 
     def shutdown(self) -> None:
@@ -107,7 +115,10 @@ class Executor:
         is_callback: bool,
         prepare: Callable[[], tuple[Callable[..., Any], dict[str, Any]]],
         info: JobInfo | None,
+        timeout_s: float | None,
     ) -> None:
+        # Sync jobs' timeouts are watched by the dispatcher (a thread cannot be stopped);
+        # async jobs are cancelled here.
         def finish(status: str, payload: bytes, started: float) -> None:
             duration_ms = (time.perf_counter() - started) * 1000
             self._post(
@@ -122,7 +133,7 @@ class Executor:
             finish("fatal", _error_text(exc, fatal=True), time.perf_counter())
             return
         if registered.is_async:
-            coro = self._run_async(prepare, info, finish)
+            coro = self._run_async(prepare, info, finish, timeout_s)
             asyncio.run_coroutine_threadsafe(coro, self._loop)
         else:
             self._pool.submit(self._run_sync, prepare, info, finish)
@@ -151,6 +162,7 @@ class Executor:
         prepare: Callable[[], tuple[Callable[..., Any], dict[str, Any]]],
         info: JobInfo | None,
         finish: Callable[[str, bytes, float], None],
+        timeout_s: float | None,
     ) -> Coroutine[Any, Any, None]:
         async def run() -> None:
             started = time.perf_counter()
@@ -159,7 +171,7 @@ class Executor:
                 set_current_job(info)
             try:
                 func, kwargs = _guard(prepare)
-                value = await func(**kwargs)
+                value = await _with_timeout(func(**kwargs), timeout_s)
                 status, payload = "ok", _encode_return(value)
             except BaseException as exc:
                 status, payload = _failure(exc)
@@ -175,6 +187,18 @@ class Executor:
             signature.bind(**args)
         except TypeError as exc:
             raise _Fatal(f"bad arguments for {fn.name}: {exc}") from None
+
+
+async def _with_timeout(awaitable: Coroutine[Any, Any, Any], timeout_s: float | None) -> Any:
+    if timeout_s is None:
+        return await awaitable
+    try:
+        async with asyncio.timeout(timeout_s) as scope:
+            return await awaitable
+    except TimeoutError:
+        if scope.expired():
+            raise _TimedOut from None
+        raise  # the function's own TimeoutError: an ordinary failure
 
 
 def _guard(
@@ -194,6 +218,8 @@ def _encode_return(value: Any) -> bytes:
 
 
 def _failure(exc: BaseException) -> tuple[str, bytes]:
+    if isinstance(exc, _TimedOut):
+        return "error", TIMEOUT_ERROR
     fatal = isinstance(exc, _Fatal | NonRetryableError)
     return ("fatal" if fatal else "error"), _error_text(exc, fatal=fatal)
 

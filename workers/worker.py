@@ -2,7 +2,8 @@
 
 All state changes happen on the dispatcher thread; job threads, the async loop and the waiter
 threads only post events to one queue. The loop sleeps on that queue until something happens:
-a run ends, a waiter brings a wake token, or a delayed item falls due. No fixed poll interval.
+a run ends, a waiter brings a wake token, a delayed item falls due, a lease needs renewing or a
+sync job reaches its timeout. No fixed poll interval.
 """
 
 from __future__ import annotations
@@ -20,19 +21,24 @@ import redis
 import structlog
 
 from workers.consumer import PoolConsumer, Wake
-from workers.executor import Executor, Finished
-from workpool.errors import WorkpoolError
-from workpool.functions import registered_names
+from workers.executor import TIMEOUT_ERROR, Executor, Finished
+from workers.lease import Held, Leases
+from workpool.errors import UnknownFunction, WorkpoolError
+from workpool.functions import lookup, registered_names
 from workpool.keys import validate_pool_name
+from workpool.scripts import ClaimedCallback, ClaimedJob
 from workpool.settings import connect
 
 logger = structlog.get_logger(__name__)
 
 DEFAULT_CONCURRENCY = 10
 DEFAULT_LEASE_MS = 30_000
-# After a Redis error the dispatcher waits this long before trying again (doubling, capped).
+DEFAULT_GRACE_S = 30.0
+# After a Redis error on a pool the dispatcher waits this long before trying it again
+# (doubling, capped); other pools carry on meanwhile.
 RETRY_MIN_S = 0.05
 RETRY_MAX_S = 2.0
+REDIS_ERRORS = (redis.RedisError, WorkpoolError)
 
 
 class _Stop:
@@ -50,14 +56,18 @@ class Worker:
         client: redis.Redis | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         lease_ms: int = DEFAULT_LEASE_MS,
+        grace_s: float = DEFAULT_GRACE_S,
         worker_id: str | None = None,
     ) -> None:
         if not pools:
             raise ValueError("a worker needs at least one pool")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if lease_ms < 300:
+            raise ValueError(f"lease must be at least 0.3 s, got {lease_ms} ms")
         self.pools = [validate_pool_name(p) for p in dict.fromkeys(pools)]
         self.concurrency = concurrency
+        self.grace_s = grace_s
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._client = client if client is not None else connect(redis_url)
         self._events: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -71,17 +81,24 @@ class Worker:
             )
             for pool in self.pools
         }
+        self._leases = Leases(lease_ms)
         self._executor: Executor | None = None
         self._in_flight = 0
         self._stopping = False
+        self._stop_deadline = 0.0
         self._signals = 0
         self._rotation = 0
-        self._retry_s = 0.0
+        self.abandoned = 0  # runs still going when the grace period ended (handed back)
 
     # -- control ------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Serve until stopped; SIGTERM/SIGINT stop gracefully (a second one exits at once)."""
+        """Serve until stopped; SIGTERM/SIGINT stop gracefully (a second one exits at once).
+
+        A graceful stop takes nothing new, waits up to `grace_s` for running work, then hands
+        back what has not finished. `abandoned` tells how many runs were handed back; their
+        threads still run, so the caller should then exit the process.
+        """
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
@@ -100,9 +117,11 @@ class Worker:
                 worker=self.worker_id,
                 signal=signal.Signals(signum).name,
                 running=self._in_flight,
+                grace_s=self.grace_s,
             )
             self.stop()
             return
+        # Leases cover whatever was running: other workers take it back when they expire.
         logger.warning("worker_killed", worker=self.worker_id, running=self._in_flight)
         os._exit(128 + signum)
 
@@ -113,9 +132,13 @@ class Worker:
         try:
             while True:
                 self._wait_for_events()
+                self._tend_leases()
                 self._flush()
                 if self._stopping:
                     if self._in_flight == 0:
+                        return
+                    if time.monotonic() >= self._stop_deadline:
+                        self._hand_back()
                         return
                     continue
                 self._claim()
@@ -124,8 +147,18 @@ class Worker:
 
     def _startup(self) -> None:
         names = registered_names()
-        for consumer in self._consumers.values():
-            consumer.register(names)
+        delay = RETRY_MIN_S
+        while True:  # Redis may not be up yet: wait for it rather than die
+            try:
+                for consumer in self._consumers.values():
+                    consumer.register(names)
+                break
+            except redis.RedisError as exc:
+                logger.warning(
+                    "redis_unavailable", operation="register", error=str(exc), retry_in_s=delay
+                )
+                time.sleep(delay)
+                delay = min(RETRY_MAX_S, delay * 2)
         self._executor = Executor(self.concurrency, self._events.put)
         for consumer in self._consumers.values():
             consumer.start()
@@ -135,15 +168,16 @@ class Worker:
             pools=self.pools,
             concurrency=self.concurrency,
             functions=len(names),
+            lease_s=self._leases.lease_ms / 1000,
         )
         self._claim()
 
     def _shutdown(self) -> None:
         for consumer in self._consumers.values():
             consumer.stop()
-        if self._executor is not None:
+        if self._executor is not None and not self.abandoned:
             self._executor.shutdown()
-        logger.info("worker_stopped", worker=self.worker_id)
+        logger.info("worker_stopped", worker=self.worker_id, handed_back=self.abandoned)
 
     def _wait_for_events(self) -> None:
         timeout = self._sleep_budget()
@@ -159,23 +193,27 @@ class Worker:
                 return
 
     def _sleep_budget(self) -> float | None:
-        if self._retry_s:
-            return self._retry_s
+        now = time.monotonic()
+        moments = [self._leases.next_deadline()]
         if self._stopping:
-            return None
-        has_capacity = self._in_flight < self.concurrency
-        dues = [c.next_due(has_capacity=has_capacity) for c in self._consumers.values()]
-        due = min((d for d in dues if d is not None), default=None)
-        return None if due is None else max(0.0, due - time.monotonic())
+            moments.append(self._stop_deadline)
+        else:
+            has_capacity = self._in_flight < self.concurrency
+            for consumer in self._consumers.values():
+                # While a pool backs off after an error, look at it again when the wait ends.
+                backing_off = consumer.retry_at > now
+                due = (
+                    consumer.retry_at
+                    if backing_off
+                    else consumer.next_due(has_capacity=has_capacity)
+                )
+                moments.append(due)
+        soonest = min(m for m in moments if m is not None)
+        return max(0.0, soonest - now)
 
     def _handle(self, event: object) -> None:
         if isinstance(event, Finished):
-            self._in_flight -= 1
-            self._consumers[event.pool].add_finished(event)
-            # Capacity freed: pools that had more than we could take are worth asking again.
-            for consumer in self._consumers.values():
-                if consumer.maybe_more:
-                    consumer.needs_claim = True
+            self._finished(event)
         elif isinstance(event, Wake):
             consumer = self._consumers[event.pool]
             if self._stopping:
@@ -186,51 +224,92 @@ class Worker:
             consumer.holding_token = consumer.holding_token or event.token
         elif isinstance(event, _Stop) and not self._stopping:
             self._stopping = True
+            self._stop_deadline = time.monotonic() + self.grace_s
             for consumer in self._consumers.values():
                 consumer.stop()
 
-    def _flush(self) -> None:
-        try:
-            for consumer in self._consumers.values():
-                consumer.flush()
-        except (redis.RedisError, WorkpoolError) as exc:
-            self._back_off("flush", exc)
+    def _finished(self, event: Finished) -> None:
+        self._in_flight -= 1
+        held = self._leases.release(event.pool, event.work_id, event.attempt, event.is_callback)
+        consumer = self._consumers[event.pool]
+        if held is not None and held.kind == "slot":
+            # Its timeout was already recorded; now the thread is back, free the slot it kept.
+            consumer.add_finished(_with_status(event, "release", b""))
+        else:
+            consumer.add_finished(event)
+        # Capacity freed: pools that had more than we could take are worth asking again.
+        for other in self._consumers.values():
+            if other.maybe_more:
+                other.needs_claim = True
+
+    def _tend_leases(self) -> None:
+        now = time.monotonic()
+        for held in self._leases.expire_timeouts(now):
+            logger.warning(
+                "job_timed_out",
+                pool=held.pool,
+                work_id=held.work_id,
+                function=held.function,
+                attempt=held.attempt,
+            )
+            self._consumers[held.pool].add_finished(
+                Finished(
+                    held.pool,
+                    held.work_id,
+                    held.attempt,
+                    held.function,
+                    False,
+                    "timeout",
+                    TIMEOUT_ERROR,
+                    0.0,
+                )
+            )
+        if not self._leases.heartbeat_due(now):
             return
-        self._retry_s = 0.0
+        for pool, items in self._leases.by_pool().items():
+            try:
+                lost = self._consumers[pool].renew([h.lease_item() for h in items])
+            except REDIS_ERRORS as exc:
+                logger.warning("lease_renewal_failed", pool=pool, error=str(exc))
+                continue
+            for kind, member in lost:
+                logger.warning("lease_lost", pool=pool, kind=kind, member=member)
+
+    def _flush(self) -> None:
+        now = time.monotonic()
+        for consumer in self._consumers.values():
+            if consumer.retry_at > now:
+                continue
+            try:
+                if consumer.flush():
+                    consumer.retry_s = 0.0
+            except REDIS_ERRORS as exc:
+                self._back_off(consumer, "record", exc)
 
     def _claim(self) -> None:
-        assert self._executor is not None
         consumers = list(self._consumers.values())
         # Start at a different pool each pass so one busy pool cannot starve the others.
         self._rotation = (self._rotation + 1) % len(consumers)
         now = time.monotonic()
-        try:
-            for consumer in consumers[self._rotation :] + consumers[: self._rotation]:
-                free = self.concurrency - self._in_flight
-                if free == 0 and consumer.holding_token:
-                    consumer.pass_token()
-                due = consumer.next_due(has_capacity=free > 0)
-                if not (consumer.needs_claim and free > 0) and not (due is not None and due <= now):
-                    continue
+        for consumer in consumers[self._rotation :] + consumers[: self._rotation]:
+            free = self.concurrency - self._in_flight
+            if free == 0 and consumer.holding_token:
+                consumer.pass_token()
+            due = consumer.next_due(has_capacity=free > 0)
+            wanted = (consumer.needs_claim and free > 0) or (due is not None and due <= now)
+            if not wanted or consumer.retry_at > now:
+                continue
+            try:
                 reply = consumer.claim(free)
-                for callback in reply.callbacks:
-                    self._executor.run_callback(consumer.pool, callback)
-                for job in reply.jobs:
-                    logger.debug(
-                        "job_claimed",
-                        pool=consumer.pool,
-                        work_id=job.work_id,
-                        function=job.function,
-                        attempt=job.attempt,
-                    )
-                    self._executor.run_job(consumer.pool, job)
-                self._in_flight += len(reply.callbacks) + len(reply.jobs)
-        except (redis.RedisError, WorkpoolError) as exc:
-            self._back_off("claim", exc)
-            for consumer in consumers:
+            except REDIS_ERRORS as exc:
                 consumer.needs_claim = True
-            return
-        self._retry_s = 0.0
+                self._back_off(consumer, "claim", exc)
+                continue
+            consumer.retry_s = 0.0
+            for callback in reply.callbacks:
+                self._start_callback(consumer.pool, callback)
+            for job in reply.jobs:
+                self._start_job(consumer.pool, job)
         idle = self._in_flight < self.concurrency
         for consumer in consumers:
             if idle:
@@ -238,8 +317,86 @@ class Worker:
             else:
                 consumer.disarm()
 
-    def _back_off(self, operation: str, exc: Exception) -> None:
-        self._retry_s = min(RETRY_MAX_S, max(RETRY_MIN_S, self._retry_s * 2))
-        logger.warning(
-            "redis_call_failed", operation=operation, error=str(exc), retry_in_s=self._retry_s
+    def _start_job(self, pool: str, job: ClaimedJob) -> None:
+        assert self._executor is not None
+        logger.debug(
+            "job_claimed",
+            pool=pool,
+            work_id=job.work_id,
+            function=job.function,
+            attempt=job.attempt,
         )
+        deadline = None
+        if job.timeout_ms is not None and not _is_async(job.function):
+            deadline = time.monotonic() + job.timeout_ms / 1000
+        self._leases.hold(
+            Held(pool, "job", job.work_id, job.work_id, job.attempt, job.function, deadline)
+        )
+        self._in_flight += 1
+        self._executor.run_job(pool, job)
+
+    def _start_callback(self, pool: str, callback: ClaimedCallback) -> None:
+        assert self._executor is not None
+        self._leases.hold(
+            Held(
+                pool,
+                "callback",
+                callback.work_id,
+                callback.work_id,
+                callback.attempt,
+                callback.function,
+            )
+        )
+        self._in_flight += 1
+        self._executor.run_callback(pool, callback)
+
+    def _hand_back(self) -> None:
+        # The grace period is over: what still runs goes back to the pools for others to take.
+        self._flush()
+        for pool, items in self._leases.by_pool().items():
+            try:
+                codes = self._consumers[pool].hand_back([h.lease_item() for h in items])
+            except REDIS_ERRORS as exc:
+                logger.warning("hand_back_failed", pool=pool, error=str(exc))
+                continue
+            for held, code in zip(items, codes, strict=True):
+                logger.warning(
+                    "work_handed_back",
+                    pool=pool,
+                    work_id=held.work_id,
+                    function=held.function,
+                    kind=held.kind,
+                    outcome=code,
+                )
+        self.abandoned = self._in_flight
+
+    def _back_off(self, consumer: PoolConsumer, operation: str, exc: Exception) -> None:
+        consumer.retry_s = min(RETRY_MAX_S, max(RETRY_MIN_S, consumer.retry_s * 2))
+        consumer.retry_at = time.monotonic() + consumer.retry_s
+        logger.warning(
+            "redis_call_failed",
+            pool=consumer.pool,
+            operation=operation,
+            error=str(exc),
+            retry_in_s=consumer.retry_s,
+        )
+
+
+def _is_async(function: str) -> bool:
+    try:
+        return lookup(function).is_async
+    except UnknownFunction:
+        return False
+
+
+def _with_status(event: Finished, status: str, payload: bytes) -> Finished:
+    return Finished(
+        event.pool,
+        event.work_id,
+        event.attempt,
+        event.function,
+        event.is_callback,
+        status,
+        payload,
+        event.duration_ms,
+    )

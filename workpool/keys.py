@@ -53,7 +53,8 @@ class PoolKeys:
     running: str  # zset: work id -> lease deadline (ms)
     config: str  # hash: max_parallelism
     wake: str  # list: at most one token; idle workers BLPOP it
-    callbacks: str  # zset: work id -> due time (ms) of its on_complete call
+    callbacks: str  # zset: work id -> due time (ms) of its on_complete call, or lease deadline
+    dead: str  # stream: entries moved aside because no pending job stood behind them
     functions: str  # set: function names registered by the pool's workers
     finished: str  # pub/sub channel: work id of each job that finished
     job_prefix: str  # hash per job: job_prefix + work id
@@ -71,6 +72,7 @@ class PoolKeys:
             config=f"{base}:config",
             wake=f"{base}:wake",
             callbacks=f"{base}:callbacks",
+            dead=f"{base}:dead",
             functions=f"{base}:functions",
             finished=f"{base}:finished",
             job_prefix=f"{base}:job:",

@@ -81,6 +81,18 @@ def ttl_ms_of(status_ttl: object) -> int:
     return -1 if math.isinf(seconds) else round(seconds * 1000)
 
 
+def timeout_ms_of(timeout: object) -> int | None:
+    """A per-attempt run-time limit in ms (None: no limit); it must be positive and finite."""
+    if timeout is None:
+        return None
+    seconds = to_seconds(timeout, "timeout")
+    if seconds <= 0 or math.isinf(seconds):
+        raise InvalidSchedule(
+            f"timeout must be a positive, finite number of seconds, got {timeout!r}"
+        )
+    return max(1, round(seconds * 1000))
+
+
 def retry_of(retry: object, *, default: RetryBehavior, by_default: bool) -> RetryBehavior:
     """The retry behaviour of one action: None -> pool default; True/False; or a RetryBehavior."""
     if retry is None:

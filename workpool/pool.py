@@ -29,6 +29,7 @@ from workpool.options import (
     parallelism_of,
     retry_of,
     schedule_of,
+    timeout_ms_of,
     to_seconds,
     ttl_ms_of,
 )
@@ -66,6 +67,8 @@ class Workpool:
         retry_actions_by_default: whether actions enqueued with retry=None are retried.
         default_retry_behavior: used for actions with retry=True, or None when retrying by default.
         status_ttl: seconds a finished job's status is kept; math.inf keeps it forever.
+        timeout: default run-time limit of each attempt, in seconds (None: no limit); an
+            attempt past it fails with error "timeout" (and is retried if allowed).
         max_payload_bytes: largest encoded args or context accepted.
         redis: an existing client to use instead of `redis_url` (decode_responses must be off).
     """
@@ -79,6 +82,7 @@ class Workpool:
         default_retry_behavior: RetryBehavior = DEFAULT_RETRY_BEHAVIOR,
         status_ttl: float = DEFAULT_STATUS_TTL_S,
         *,
+        timeout: float | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         redis: redis.Redis | None = None,
     ) -> None:
@@ -92,6 +96,7 @@ class Workpool:
         self.retry_actions_by_default = bool(retry_actions_by_default)
         self.default_retry_behavior = default_retry_behavior
         self._ttl_ms = ttl_ms_of(status_ttl)
+        self._timeout_ms = timeout_ms_of(timeout)
         if (
             isinstance(max_payload_bytes, bool)
             or not isinstance(max_payload_bytes, int)
@@ -121,11 +126,12 @@ class Workpool:
         retry: bool | RetryBehavior | None = None,
         on_complete: FunctionRef | None = None,
         context: Any = None,
+        timeout: float | None = None,
     ) -> str:
         """Enqueue an action (retried on failure per `retry`); returns its work id."""
         behavior = self._retry(retry)
         return self._enqueue(
-            JobKind.ACTION, fn, [args], run_after, run_at, behavior, on_complete, context
+            JobKind.ACTION, fn, [args], run_after, run_at, behavior, on_complete, context, timeout
         )[0]
 
     @translate_connection_errors
@@ -138,10 +144,11 @@ class Workpool:
         run_at: Any = None,
         on_complete: FunctionRef | None = None,
         context: Any = None,
+        timeout: float | None = None,
     ) -> str:
         """Enqueue a mutation: it runs at most once and is never retried; returns its work id."""
         return self._enqueue(
-            JobKind.MUTATION, fn, [args], run_after, run_at, NO_RETRY, on_complete, context
+            JobKind.MUTATION, fn, [args], run_after, run_at, NO_RETRY, on_complete, context, timeout
         )[0]
 
     @translate_connection_errors
@@ -154,10 +161,11 @@ class Workpool:
         run_at: Any = None,
         on_complete: FunctionRef | None = None,
         context: Any = None,
+        timeout: float | None = None,
     ) -> str:
         """Enqueue a query: not retried on failure, but safe to re-run; returns its work id."""
         return self._enqueue(
-            JobKind.QUERY, fn, [args], run_after, run_at, NO_RETRY, on_complete, context
+            JobKind.QUERY, fn, [args], run_after, run_at, NO_RETRY, on_complete, context, timeout
         )[0]
 
     @translate_connection_errors
@@ -171,11 +179,20 @@ class Workpool:
         retry: bool | RetryBehavior | None = None,
         on_complete: FunctionRef | None = None,
         context: Any = None,
+        timeout: float | None = None,
     ) -> list[str]:
         """Enqueue one action per args mapping, all or nothing; returns the work ids in order."""
         behavior = self._retry(retry)
         return self._enqueue(
-            JobKind.ACTION, fn, list(args_list), run_after, run_at, behavior, on_complete, context
+            JobKind.ACTION,
+            fn,
+            list(args_list),
+            run_after,
+            run_at,
+            behavior,
+            on_complete,
+            context,
+            timeout,
         )
 
     @translate_connection_errors
@@ -188,10 +205,19 @@ class Workpool:
         run_at: Any = None,
         on_complete: FunctionRef | None = None,
         context: Any = None,
+        timeout: float | None = None,
     ) -> list[str]:
         """Enqueue one mutation per args mapping, all or nothing; returns the work ids."""
         return self._enqueue(
-            JobKind.MUTATION, fn, list(args_list), run_after, run_at, NO_RETRY, on_complete, context
+            JobKind.MUTATION,
+            fn,
+            list(args_list),
+            run_after,
+            run_at,
+            NO_RETRY,
+            on_complete,
+            context,
+            timeout,
         )
 
     @translate_connection_errors
@@ -204,10 +230,19 @@ class Workpool:
         run_at: Any = None,
         on_complete: FunctionRef | None = None,
         context: Any = None,
+        timeout: float | None = None,
     ) -> list[str]:
         """Enqueue one query per args mapping, all or nothing; returns the work ids."""
         return self._enqueue(
-            JobKind.QUERY, fn, list(args_list), run_after, run_at, NO_RETRY, on_complete, context
+            JobKind.QUERY,
+            fn,
+            list(args_list),
+            run_after,
+            run_at,
+            NO_RETRY,
+            on_complete,
+            context,
+            timeout,
         )
 
     def _retry(self, retry: bool | RetryBehavior | None) -> RetryBehavior:
@@ -225,6 +260,7 @@ class Workpool:
         behavior: RetryBehavior,
         on_complete: FunctionRef | None,
         context: Any,
+        timeout: float | None,
     ) -> list[str]:
         # Validate and encode everything first: nothing is written unless all of it is good.
         fn_name = resolve_name(fn)
@@ -233,6 +269,7 @@ class Workpool:
         packed_context = b""
         if context is not None:
             packed_context = pack_limited(context, what="context", limit=self.max_payload_bytes)
+        timeout_ms = self._timeout_ms if timeout is None else timeout_ms_of(timeout)
         packed = [pack_args(a, limit=self.max_payload_bytes) for a in args_list]
         if not packed:
             return []
@@ -253,6 +290,7 @@ class Workpool:
                 context=packed_context if callback else b"",
                 check_functions=True,
                 initial_cap=self._cap_for_new_pool(),
+                timeout_ms=timeout_ms,
                 jobs=zip(chunk_ids, chunk_args, strict=True),
             )
 

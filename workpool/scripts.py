@@ -30,6 +30,8 @@ SCRIPT_NAMES = (
     "complete",
     "complete_callback",
     "enqueue",
+    "extend_lease",
+    "hand_back",
     "stats",
     "update_config",
 )
@@ -110,6 +112,7 @@ class ClaimedJob:
     kind: str
     args: bytes
     attempt: int
+    timeout_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +135,11 @@ class ClaimReply:
     now_ms: int
     next_delayed_ms: int | None  # earliest due time in the delayed set
     next_callback_ms: int | None  # earliest due time or lease deadline in the callbacks set
+    next_lease_ms: int | None  # earliest lease deadline in the running set
     jobs: list[ClaimedJob]
     callbacks: list[ClaimedCallback]
-    skipped: list[tuple[str, str]]  # (stream id, work id or "") of removed stray entries
+    skipped: list[tuple[str, str]]  # (stream id, work id or "") of entries moved aside
+    reclaimed: list[tuple[str, str]]  # (work id, code) of expired leases taken back
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +151,15 @@ class Outcome:
     status: str  # "ok" | "error" | "fatal"
     payload: bytes  # msgpack return value for ok, UTF-8 error text otherwise
     jitter: float
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseItem:
+    """Something a worker holds a lease on: a job, a callback, or a timed-out thread's slot."""
+
+    kind: str  # "job" | "callback" | "slot"
+    member: str  # work id, or the slot's name in the running set
+    attempt: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +194,7 @@ class Scripts:
         context: bytes,
         check_functions: bool,
         initial_cap: int,
+        timeout_ms: int | None,
         jobs: Iterable[tuple[str, bytes]],
     ) -> Call[tuple[int, str]]:
         """Create jobs; parses to (code, detail).
@@ -201,6 +216,7 @@ class Scripts:
             context,
             "1" if check_functions else "0",
             initial_cap,
+            "" if timeout_ms is None else timeout_ms,
         ]
         for work_id, packed_args in jobs:
             args += [work_id, packed_args]
@@ -220,11 +236,28 @@ class Scripts:
         lease_ms: int,
         promote_limit: int,
         default_cap: int,
+        bucket_ms: int,
+        stats_ttl_ms: int,
+        jitter: float,
+        max_query_reruns: int,
+        callback_max_attempts: int,
+        dead_maxlen: int,
     ) -> Call[ClaimReply]:
-        """Promote due jobs; take due callbacks, then ready jobs, up to `capacity` in all."""
+        """Admission: reclaim expired leases, promote due jobs, take callbacks and jobs.
+
+        At most `capacity` callbacks and jobs in all; see claim.lua.
+        """
         return self._call(
             "claim",
-            [keys.stream, keys.delayed, keys.running, keys.config, keys.wake, keys.callbacks],
+            [
+                keys.stream,
+                keys.delayed,
+                keys.running,
+                keys.config,
+                keys.wake,
+                keys.callbacks,
+                keys.dead,
+            ],
             [
                 keys.job_prefix,
                 CONSUMER_GROUP,
@@ -233,6 +266,14 @@ class Scripts:
                 lease_ms,
                 promote_limit,
                 default_cap,
+                keys.finished,
+                keys.stats_prefix,
+                bucket_ms,
+                stats_ttl_ms,
+                repr(jitter),
+                max_query_reruns,
+                callback_max_attempts,
+                dead_maxlen,
             ],
             _parse_claim,
         )
@@ -244,6 +285,7 @@ class Scripts:
         worker: str,
         bucket_ms: int,
         stats_ttl_ms: int,
+        lease_ms: int,
         outcomes: Sequence[Outcome],
     ) -> Call[list[str]]:
         """Record ended attempts; parses to one code per outcome."""
@@ -254,6 +296,7 @@ class Scripts:
             stats_ttl_ms,
             keys.finished,
             worker,
+            lease_ms,
         ]
         for o in outcomes:
             args += [o.work_id, o.attempt, o.status, o.payload, repr(o.jitter)]
@@ -277,6 +320,31 @@ class Scripts:
         for r in reports:
             args += [r.work_id, r.attempt, r.error, r.backoff_ms]
         return self._call("complete_callback", [keys.callbacks], args, _texts)
+
+    def extend_lease(
+        self, keys: PoolKeys, *, worker: str, lease_ms: int, items: Sequence[LeaseItem]
+    ) -> Call[list[tuple[str, str]]]:
+        """Renew leases; parses to the (kind, member) items that were not renewed."""
+        args: list[Any] = [keys.job_prefix, worker, lease_ms]
+        for item in items:
+            args += [item.kind, item.member, item.attempt]
+        return self._call(
+            "extend_lease",
+            [keys.running, keys.callbacks],
+            args,
+            lambda reply: [(_text(k), _text(m)) for k, m in reply],
+        )
+
+    def hand_back(
+        self, keys: PoolKeys, *, worker: str, items: Sequence[LeaseItem]
+    ) -> Call[list[str]]:
+        """Return unfinished items of a stopping worker; parses to one code per item."""
+        args: list[Any] = [keys.job_prefix, worker, keys.finished]
+        for item in items:
+            args += [item.kind, item.member, item.attempt]
+        return self._call(
+            "hand_back", [keys.running, keys.stream, keys.callbacks, keys.wake], args, _texts
+        )
 
     def cancel(self, keys: PoolKeys, work_ids: Sequence[str]) -> Call[list[str]]:
         """Cancel jobs; parses to one code per work id."""
@@ -322,15 +390,20 @@ def _texts(reply: list[bytes]) -> list[str]:
 
 
 def _parse_claim(reply: list[Any]) -> ClaimReply:
-    now, next_delayed, next_callback, jobs, callbacks, skipped = reply
+    now, next_delayed, next_callback, next_lease, jobs, callbacks, skipped, reclaimed = reply
     return ClaimReply(
         now_ms=int(now),
         next_delayed_ms=int(next_delayed) if next_delayed else None,
         next_callback_ms=int(next_callback) if next_callback else None,
-        jobs=[ClaimedJob(_text(w), _text(f), _text(k), a, int(n)) for w, f, k, a, n in jobs],
+        next_lease_ms=int(next_lease) if next_lease else None,
+        jobs=[
+            ClaimedJob(_text(w), _text(f), _text(k), a, int(n), int(t) if t else None)
+            for w, f, k, a, n, t in jobs
+        ],
         callbacks=[
             ClaimedCallback(_text(w), _text(f), c, _text(r), v, _text(e), int(n))
             for w, f, c, r, v, e, n in callbacks
         ],
         skipped=[(_text(s), _text(w)) for s, w in skipped],
+        reclaimed=[(_text(w), _text(c)) for w, c in reclaimed],
     )

@@ -1,32 +1,43 @@
 --[[
-  claim: admission in one step. Moves due delayed jobs to the stream, leases due on_complete
-  callbacks (they take no slot, and go first so a deep backlog cannot starve them), then takes
-  as many ready jobs as both the pool's free slots and the worker's remaining capacity allow,
-  marking each running under a lease. The cap check and the take are one atomic step, so the
-  pool's cap holds across every worker. With capacity 0 it only promotes due jobs.
+  claim: admission in one step. Takes back jobs whose lease expired (freeing their slots), moves
+  due delayed jobs to the stream, leases due on_complete callbacks (they take no slot, and go
+  first so a deep backlog cannot starve them), then takes as many ready jobs as both the pool's
+  free slots and the worker's remaining capacity allow, marking each running under a lease. The
+  cap check and the take are one atomic step, so the cap holds across every worker. With
+  capacity 0 it only reclaims and promotes.
 
   KEYS[1] stream     (stream)  ready jobs, read through consumer group ARGV[2]
   KEYS[2] delayed    (zset)    work id -> due time (ms)
   KEYS[3] running    (zset)    work id -> lease deadline (ms); ZCARD = slots in use
   KEYS[4] config     (hash)    max_parallelism
   KEYS[5] wake       (list)    idle workers' wake token
-  KEYS[6] callbacks  (zset)    work id -> due time (ms) of its callback
+  KEYS[6] callbacks  (zset)    work id -> due time, or lease deadline while running (ms)
+  KEYS[7] dead       (stream)  stream entries moved aside: no pending job behind them
   ARGV[1] job_prefix           status hash key = job_prefix .. work id (same hash tag)
   ARGV[2] group                consumer group name
-  ARGV[3] worker               id of the claiming worker, recorded as the job's owner
+  ARGV[3] worker               id of the claiming worker, recorded as the owner
   ARGV[4] capacity             how many jobs plus callbacks the worker can start now
   ARGV[5] lease_ms             lease length
-  ARGV[6] promote_limit        most delayed jobs moved per call
+  ARGV[6] promote_limit        most delayed jobs moved, and most expired leases reclaimed
   ARGV[7] default_cap          cap used when the pool has no config yet
-  Derived keys: job_prefix .. work_id (hash, same hash tag).
-  Returns: {now_ms, next_delayed_ms, next_callback_ms, jobs, callbacks, skipped} where
-    jobs      = {{work_id, fn, kind, args, attempt}, ...}
+  ARGV[8] channel              pub/sub channel told the work id of every finished job
+  ARGV[9] stats_prefix         outcome counters key = stats_prefix .. (now // bucket_ms)
+  ARGV[10] bucket_ms           width of one stats bucket
+  ARGV[11] stats_ttl_ms        how long a stats bucket is kept
+  ARGV[12] jitter              backoff jitter factor for reclaimed actions, in [0.5, 1.5)
+  ARGV[13] max_query_reruns    times a query is re-run after lost workers before it fails
+  ARGV[14] callback_max_attempts  a callback whose lease expired this often is failed
+  ARGV[15] dead_maxlen         approximate length the dead stream is trimmed to
+  Derived keys: job_prefix .. work_id (hash), stats_prefix .. bucket (hash); same hash tag.
+  Returns: {now_ms, next_delayed_ms, next_callback_ms, next_lease_ms, jobs, callbacks, skipped,
+            reclaimed} where
+    jobs      = {{work_id, fn, kind, args, attempt, timeout_ms or ''}, ...}
     callbacks = {{work_id, on_complete, context, result, return_value, error, attempt}, ...}
     skipped   = {{stream_id, work_id or ''}, ...}: entries with no pending job behind them
-                (canceled, deleted, or not written by workpool); they are removed.
-    next_delayed_ms / next_callback_ms: the earliest score left in the delayed / callbacks
-                set ('' when empty); a callback's score is its due time or lease deadline.
-  Complexity: O(log N) per job moved, taken or skipped; never proportional to the backlog.
+                (canceled, deleted, or not written by workpool), moved to the dead stream
+    reclaimed = {{work_id, code}, ...}: expired leases taken back (codes as reclaim())
+    next_*_ms: the earliest score left in the delayed / callbacks / running set ('' if empty)
+  Complexity: O(log N) per job reclaimed, moved, taken or skipped; never O(backlog).
 ]]
 local stream_key = KEYS[1]
 local delayed_key = KEYS[2]
@@ -34,6 +45,7 @@ local running_key = KEYS[3]
 local config_key = KEYS[4]
 local wake_key = KEYS[5]
 local callbacks_key = KEYS[6]
+local dead_key = KEYS[7]
 
 local job_prefix = ARGV[1]
 local group = ARGV[2]
@@ -42,20 +54,44 @@ local capacity = tonumber(ARGV[4])
 local lease_ms = tonumber(ARGV[5])
 local promote_limit = tonumber(ARGV[6])
 local default_cap = tonumber(ARGV[7])
+local channel = ARGV[8]
+local stats_prefix = ARGV[9]
+local bucket_ms = tonumber(ARGV[10])
+local stats_ttl_ms = tonumber(ARGV[11])
+local jitter = tonumber(ARGV[12])
+local max_query_reruns = tonumber(ARGV[13])
+local callback_max_attempts = tonumber(ARGV[14])
+local dead_maxlen = tonumber(ARGV[15])
 -- With NOACK there is no pending-entries list, so one shared consumer name suffices; per-worker
 -- names would pile up in the group forever. The job hash records the real owner.
 local CONSUMER = 'workers'
 
 --- @include "clock"
 --- @include "wake"
+--- @include "finish"
+--- @include "backoff"
+--- @include "stats"
+--- @include "reclaim"
 
 local now = now_ms()
+local ctx = {job_prefix = job_prefix, running_key = running_key, delayed_key = delayed_key,
+             stream_key = stream_key, callbacks_key = callbacks_key, channel = channel, now = now,
+             max_query_reruns = max_query_reruns, executions = 0, errors = 0, failures = 0}
 
--- 1. Promote due delayed jobs, oldest due first.
-local due_ids = redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0, promote_limit)
-for _, work_id in ipairs(due_ids) do
+-- 1. Take back expired leases: their slots count as free below.
+local reclaimed = {}
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', running_key, '-inf', now, 'LIMIT', 0,
+                                   promote_limit)) do
+  reclaimed[#reclaimed + 1] = {member, reclaim(ctx, member, jitter)}
+end
+record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, ctx.executions, ctx.errors, ctx.failures)
+
+-- 2. Promote due delayed jobs, oldest due first.
+for _, work_id in ipairs(redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0,
+                                    promote_limit)) do
   local job = job_prefix .. work_id
-  if redis.call('HGET', job, 'state') == 'scheduled' then
+  local state = redis.pcall('HGET', job, 'state')
+  if state == 'scheduled' then
     local sid = redis.call('XADD', stream_key, '*', 'id', work_id)
     redis.call('HSET', job, 'state', 'pending', 'sid', sid)
     redis.call('HDEL', job, 'next_run_at')
@@ -63,33 +99,44 @@ for _, work_id in ipairs(due_ids) do
   redis.call('ZREM', delayed_key, work_id)
 end
 
--- 2. Lease due callbacks; they take no slot.
+-- 3. Lease due callbacks; they take no slot.
 local callbacks = {}
 if capacity > 0 then
-  local ids = redis.call('ZRANGEBYSCORE', callbacks_key, '-inf', now, 'LIMIT', 0, capacity)
-  for _, work_id in ipairs(ids) do
+  for _, work_id in ipairs(redis.call('ZRANGEBYSCORE', callbacks_key, '-inf', now, 'LIMIT', 0,
+                                      capacity)) do
     local job = job_prefix .. work_id
-    local f = redis.call('HMGET', job, 'on_complete', 'context', 'result', 'return_value', 'error')
-    if f[1] then
+    local f = redis.pcall('HMGET', job, 'on_complete', 'context', 'result', 'return_value',
+                          'error', 'callback_attempts', 'callback')
+    if f.err or not f[1] or f[7] ~= 'pending' then
+      -- Gone, or not a callback awaiting its run: nothing left to call back with.
+      redis.call('ZREM', callbacks_key, work_id)
+    elseif (tonumber(f[6]) or 0) >= callback_max_attempts then
+      -- Its last allowed attempt was lost with its worker: record it failed, do not loop.
+      redis.call('ZREM', callbacks_key, work_id)
+      redis.call('HSET', job, 'callback', 'failed', 'callback_error', WORKER_LOST,
+                 'callback_finished_at', now)
+      redis.call('HDEL', job, 'callback_worker')
+      local ttl = tonumber(redis.call('HGET', job, 'ttl_ms'))
+      if ttl and ttl >= 0 then
+        redis.call('PEXPIRE', job, ttl)
+      end
+    else
       local attempt = redis.call('HINCRBY', job, 'callback_attempts', 1)
       redis.call('HSET', job, 'callback_worker', worker)
       redis.call('ZADD', callbacks_key, now + lease_ms, work_id)
       callbacks[#callbacks + 1] = {work_id, f[1], f[2] or '', f[3] or '', f[4] or '', f[5] or '',
                                    attempt}
-    else
-      -- The status hash is gone (deleted behind our back): nothing left to call back with.
-      redis.call('ZREM', callbacks_key, work_id)
     end
   end
 end
 
--- 3. Take ready jobs up to min(free slots, capacity left).
+-- 4. Take ready jobs up to min(free slots, capacity left).
 local function read_entries(count)
   local reply = redis.pcall('XREADGROUP', 'GROUP', group, CONSUMER, 'COUNT', count, 'NOACK',
                             'STREAMS', stream_key, '>')
   if type(reply) == 'table' and reply.err then
     if not string.find(reply.err, 'NOGROUP', 1, true) then
-      return redis.error_reply(reply.err)
+      error(reply.err)
     end
     -- First use, or the server lost its data: create the group at the stream's start.
     redis.call('XGROUP', 'CREATE', stream_key, group, '0', 'MKSTREAM')
@@ -111,6 +158,14 @@ local function entry_work_id(fields)
   return nil
 end
 
+local function move_aside(entry, reason)
+  local fields = {'reason', reason, 'stream_id', entry[1]}
+  for _, v in ipairs(entry[2]) do
+    fields[#fields + 1] = v
+  end
+  redis.call('XADD', dead_key, 'MAXLEN', '~', dead_maxlen, '*', unpack(fields))
+end
+
 local cap = tonumber(redis.call('HGET', config_key, 'max_parallelism')) or default_cap
 local free_slots = cap - redis.call('ZCARD', running_key)
 local to_take = math.min(free_slots, capacity - #callbacks)
@@ -118,9 +173,6 @@ local jobs = {}
 local skipped = {}
 while to_take > 0 do
   local entries = read_entries(to_take)
-  if entries.err then
-    return entries
-  end
   if #entries == 0 then
     break
   end
@@ -130,15 +182,23 @@ while to_take > 0 do
     stream_ids[i] = entry[1]
     local work_id = entry_work_id(entry[2])
     local job = work_id and (job_prefix .. work_id)
-    if job and redis.call('HGET', job, 'state') == 'pending' then
+    local state = job and redis.pcall('HGET', job, 'state')
+    if state == 'pending' then
       local attempt = redis.call('HINCRBY', job, 'attempts', 1)
       redis.call('HSET', job, 'state', 'running', 'started_at', now, 'worker', worker)
       redis.call('HDEL', job, 'sid')
       redis.call('ZADD', running_key, now + lease_ms, work_id)
-      local f = redis.call('HMGET', job, 'fn', 'kind', 'args')
-      jobs[#jobs + 1] = {work_id, f[1], f[2], f[3], attempt}
+      local f = redis.call('HMGET', job, 'fn', 'kind', 'args', 'timeout_ms')
+      jobs[#jobs + 1] = {work_id, f[1], f[2], f[3], attempt, f[4] or ''}
       to_take = to_take - 1
     else
+      -- Canceled entries are deleted on cancel; what reaches here is foreign or orphaned.
+      local reason = 'no work id'
+      if work_id then
+        reason = (type(state) == 'table' and state.err) and 'job key of wrong type'
+                 or (state and ('job ' .. state)) or 'no job hash'
+      end
+      move_aside(entry, reason)
       skipped[#skipped + 1] = {entry[1], work_id or ''}
     end
   end
@@ -148,20 +208,25 @@ while to_take > 0 do
   end
 end
 
--- 4. Leave a wake token if work remains that another worker could take now.
-local more_jobs = free_slots - #jobs > 0 and redis.call('XLEN', stream_key) > 0
-local first_cb = redis.call('ZRANGE', callbacks_key, 0, 0, 'WITHSCORES')
-local more_callbacks = #first_cb > 0 and tonumber(first_cb[2]) <= now
-if more_jobs or more_callbacks then
-  wake(wake_key)
-end
-
+-- 5. Leave a wake token if work remains that another worker could take now.
 local function first_score(key)
   local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   if #first == 0 then
+    return nil
+  end
+  return tonumber(first[2])
+end
+local next_callback = first_score(callbacks_key)
+local more_jobs = free_slots - #jobs > 0 and redis.call('XLEN', stream_key) > 0
+if more_jobs or (next_callback and next_callback <= now) then
+  wake(wake_key)
+end
+
+local function reply_ms(ms)
+  if ms == nil then
     return ''
   end
-  return string.format('%d', tonumber(first[2]))
+  return string.format('%d', ms)
 end
-return {string.format('%d', now), first_score(delayed_key), first_score(callbacks_key), jobs,
-        callbacks, skipped}
+return {string.format('%d', now), reply_ms(first_score(delayed_key)), reply_ms(next_callback),
+        reply_ms(first_score(running_key)), jobs, callbacks, skipped, reclaimed}

@@ -15,11 +15,15 @@
   ARGV[4] stats_ttl_ms         how long a stats bucket is kept
   ARGV[5] channel              pub/sub channel told the work id of every finished job
   ARGV[6] worker               id of the reporting worker
-  ARGV[7..] per outcome, 5 values: work_id, attempt, outcome, payload, jitter
+  ARGV[7] lease_ms             lease of the slot a timed-out thread keeps
+  ARGV[8..] per outcome, 5 values: work_id, attempt, outcome, payload, jitter
             outcome: ok (payload = msgpack return value) | error (payload = error text, may be
-            retried) | fatal (payload = error text, never retried); jitter: factor in [0.5, 1.5)
+            retried) | fatal (payload = error text, never retried) | timeout (a sync job ran
+            past its timeout and its thread still runs: an error, and the thread keeps a slot
+            'thread:<work_id>:<attempt>' in the running set) | release (that thread returned:
+            free its slot); jitter: factor in [0.5, 1.5)
   Derived keys: job_prefix .. work_id (hash), stats_prefix .. bucket (hash); same hash tag.
-  Returns: one code per outcome: success | failed | canceled | retry | stale.
+  Returns: one code per outcome: success | failed | canceled | retry | stale | released.
   Complexity: O(log N) per outcome.
 ]]
 local running_key = KEYS[1]
@@ -34,41 +38,49 @@ local bucket_ms = tonumber(ARGV[3])
 local stats_ttl_ms = tonumber(ARGV[4])
 local channel = ARGV[5]
 local worker = ARGV[6]
-local FIRST = 7
--- One day: see workpool.retry.MAX_BACKOFF_MS.
-local MAX_BACKOFF_MS = 86400000
+local lease_ms = tonumber(ARGV[7])
+local FIRST = 8
 
 --- @include "clock"
 --- @include "wake"
 --- @include "finish"
+--- @include "backoff"
+--- @include "stats"
 
 local now = now_ms()
-local stats_key = stats_prefix .. math.floor(now / bucket_ms)
-local executions, errors, failures = 0, 0, 0
+local executions, errors, failures, slots_freed = 0, 0, 0, 0
 local codes = {}
 
--- initial * base^(attempt-1) * jitter, capped; never NaN or inf (0 * inf would be NaN, and a
--- script error after the first write would leave the job half-moved: Redis has no rollback).
-local function backoff_ms(initial, base, attempt, jitter)
-  if initial <= 0 then
-    return 0
-  end
-  local wait = initial * base ^ (attempt - 1) * jitter
-  if wait ~= wait or wait > MAX_BACKOFF_MS then
-    return MAX_BACKOFF_MS
-  end
-  return math.floor(wait)
+local function thread_slot(work_id, attempt)
+  return 'thread:' .. work_id .. ':' .. attempt
 end
 
 local function complete_one(work_id, attempt, outcome, payload, jitter)
+  if outcome == 'release' then
+    -- The thread of a timed-out job finally returned: its slot is free at last.
+    if redis.call('ZREM', running_key, thread_slot(work_id, attempt)) == 1 then
+      slots_freed = slots_freed + 1
+    end
+    return 'released'
+  end
   local job = job_prefix .. work_id
-  local f = redis.call('HMGET', job, 'state', 'worker', 'attempts', 'kind', 'max_attempts',
-                       'initial_backoff_ms', 'base', 'cancel')
+  local f = redis.pcall('HMGET', job, 'state', 'worker', 'attempts', 'kind', 'max_attempts',
+                        'initial_backoff_ms', 'base', 'cancel')
+  if f.err or not f[1] then
+    -- The status hash is gone or is not a hash: nobody can own this job; free its slot.
+    redis.call('ZREM', running_key, work_id)
+    return 'stale'
+  end
   if f[1] ~= 'running' or f[2] ~= worker or tonumber(f[3]) ~= attempt
       or not redis.call('ZSCORE', running_key, work_id) then
     return 'stale'
   end
   redis.call('ZREM', running_key, work_id)
+  if outcome == 'timeout' then
+    -- The thread runs on: it keeps a slot of its own until it returns, so the cap holds.
+    redis.call('ZADD', running_key, now + lease_ms, thread_slot(work_id, attempt))
+    outcome = 'error'
+  end
   executions = executions + 1
   if outcome == 'ok' then
     finish(job, work_id, 'success', 'return_value', payload, now, callbacks_key, channel)
@@ -97,16 +109,7 @@ for i = FIRST, #ARGV, 5 do
                                    tonumber(ARGV[i + 4]))
 end
 
-if executions > 0 then
-  redis.call('HINCRBY', stats_key, 'executions', executions)
-  if errors > 0 then
-    redis.call('HINCRBY', stats_key, 'errors', errors)
-  end
-  if failures > 0 then
-    redis.call('HINCRBY', stats_key, 'failures', failures)
-  end
-  redis.call('PEXPIRE', stats_key, stats_ttl_ms)
-end
+record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, executions, errors, failures)
 
 -- Freed slots may let waiting work start; callbacks made due here can run at once (leased
 -- ones, due only at their lease deadline, need no wake).
@@ -114,7 +117,7 @@ local function callback_due()
   local first = redis.call('ZRANGE', callbacks_key, 0, 0, 'WITHSCORES')
   return #first > 0 and tonumber(first[2]) <= now
 end
-if executions > 0 and (redis.call('XLEN', stream_key) > 0 or callback_due()) then
+if executions + slots_freed > 0 and (redis.call('XLEN', stream_key) > 0 or callback_due()) then
   wake(wake_key)
 end
 return codes

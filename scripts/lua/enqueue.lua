@@ -22,7 +22,8 @@
   ARGV[12] check_functions     '1': reject fn and on_complete unless the pool's workers
                                registered them (checked only once any worker has registered)
   ARGV[13] initial_cap          the cap of a pool that has no config yet
-  ARGV[14..] work_id, args     one pair per job; args is msgpack
+  ARGV[14] timeout_ms          run-time limit of each attempt, '' for none
+  ARGV[15..] work_id, args     one pair per job; args is msgpack
   Derived keys: job_prefix .. work_id (hash, same hash tag).
   Returns: {0, cap} ok, with the pool's stored cap; {1, name} a function unknown to the pool's
            workers; {2, work_id} that id exists already or repeats in this call. Only {0, cap}
@@ -48,7 +49,8 @@ local on_complete = ARGV[10]
 local context = ARGV[11]
 local check_functions = ARGV[12]
 local initial_cap = ARGV[13]
-local FIRST_JOB = 14
+local timeout_ms = ARGV[14]
+local FIRST_JOB = 15
 
 --- @include "clock"
 --- @include "wake"
@@ -88,6 +90,10 @@ if max_attempts > 1 then
                       'base', base}) do
     common[#common + 1] = v
   end
+end
+if timeout_ms ~= '' then
+  common[#common + 1] = 'timeout_ms'
+  common[#common + 1] = timeout_ms
 end
 if on_complete ~= '' then
   common[#common + 1] = 'on_complete'

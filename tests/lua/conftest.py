@@ -23,6 +23,7 @@ from workpool.scripts import (
     Call,
     CallbackReport,
     ClaimReply,
+    LeaseItem,
     Outcome,
     Scripts,
 )
@@ -181,6 +182,7 @@ class LuaPool:
         context: bytes = b"",
         check_functions: bool = True,
         initial_cap: int = DEFAULT_CAP,
+        timeout_ms: int | None = None,
         args: bytes = EMPTY_ARGS,
     ) -> tuple[int, str]:
         return self.scripts.enqueue(
@@ -197,6 +199,7 @@ class LuaPool:
             context=context,
             check_functions=check_functions,
             initial_cap=initial_cap,
+            timeout_ms=timeout_ms,
             jobs=[(w, args) for w in work_ids],
         ).run(self.client)
 
@@ -207,6 +210,9 @@ class LuaPool:
         lease_ms: int = LEASE_MS,
         promote_limit: int = 100,
         default_cap: int = DEFAULT_CAP,
+        jitter: float = 1.0,
+        max_query_reruns: int = 3,
+        callback_max_attempts: int = 3,
     ) -> ClaimReply:
         return self.scripts.claim(
             self.keys,
@@ -215,6 +221,12 @@ class LuaPool:
             lease_ms=lease_ms,
             promote_limit=promote_limit,
             default_cap=default_cap,
+            bucket_ms=BUCKET_MS,
+            stats_ttl_ms=STATS_TTL_MS,
+            jitter=jitter,
+            max_query_reruns=max_query_reruns,
+            callback_max_attempts=callback_max_attempts,
+            dead_maxlen=100,
         ).run(self.client)
 
     def complete(
@@ -223,6 +235,7 @@ class LuaPool:
         worker: str = "w1",
         bucket_ms: int = BUCKET_MS,
         stats_ttl_ms: int = STATS_TTL_MS,
+        lease_ms: int = LEASE_MS,
     ) -> list[str]:
         """Each outcome: (work_id, attempt, status[, payload[, jitter]])."""
         return self.scripts.complete(
@@ -230,6 +243,7 @@ class LuaPool:
             worker=worker,
             bucket_ms=bucket_ms,
             stats_ttl_ms=stats_ttl_ms,
+            lease_ms=lease_ms,
             outcomes=[_outcome(*o) for o in outcomes],
         ).run(self.client)
 
@@ -347,18 +361,35 @@ def _prepared_calls(keys: PoolKeys) -> dict[str, Call[Any]]:
             context=b"",
             check_functions=True,
             initial_cap=1,
+            timeout_ms=None,
             jobs=[("w", b"\x80")],
         ),
         "claim": scripts.claim(
-            keys, worker="w", capacity=1, lease_ms=1, promote_limit=1, default_cap=1
+            keys,
+            worker="w",
+            capacity=1,
+            lease_ms=1,
+            promote_limit=1,
+            default_cap=1,
+            bucket_ms=1,
+            stats_ttl_ms=1,
+            jitter=1.0,
+            max_query_reruns=1,
+            callback_max_attempts=1,
+            dead_maxlen=1,
         ),
         "complete": scripts.complete(
             keys,
             worker="w",
             bucket_ms=1,
             stats_ttl_ms=1,
+            lease_ms=1,
             outcomes=[Outcome("w", 1, "ok", b"", 1.0)],
         ),
+        "extend_lease": scripts.extend_lease(
+            keys, worker="w", lease_ms=1, items=[LeaseItem("job", "w", 1)]
+        ),
+        "hand_back": scripts.hand_back(keys, worker="w", items=[LeaseItem("job", "w", 1)]),
         "complete_callback": scripts.complete_callback(
             keys, worker="w", max_attempts=1, reports=[CallbackReport("w", 1, "", 1)]
         ),

@@ -105,6 +105,7 @@ def _enqueue_calls(pool, *work_ids):
             context=b"",
             check_functions=True,
             initial_cap=10,
+            timeout_ms=None,
             jobs=[(w, b"\x80")],
         )
         for w in work_ids
