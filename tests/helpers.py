@@ -36,6 +36,18 @@ def wait_until(
         time.sleep(interval_s)
 
 
+def settle(client: redis.Redis, lease_ms: int = 1000) -> int:
+    """Wait until the server has been up for `lease_ms`: only then are expired leases taken back
+    (right after a restart every deadline looks passed). Returns the lease to claim with.
+    """
+    wait_until(
+        lambda: client.info("server")["uptime_in_seconds"] * 1000 >= lease_ms,
+        timeout_s=5,
+        message="server uptime to pass one lease",
+    )
+    return lease_ms
+
+
 def snapshot(r: redis.Redis) -> dict[bytes, tuple[bytes, object]]:
     """Every key with its type and contents: equal snapshots mean nothing was written."""
     readers = {

@@ -35,7 +35,12 @@ from workpool.options import (
 )
 from workpool.retry import DEFAULT_RETRY_BEHAVIOR, NO_RETRY, RetryBehavior
 from workpool.scripts import Scripts, run_in_transaction
-from workpool.settings import connect, translate_connection_errors
+from workpool.settings import (
+    call_with_reconnect,
+    connect,
+    reconnecting,
+    translate_connection_errors,
+)
 from workpool.status import JobKind, Result, ResultKind, State, Stats, Status
 
 logger = structlog.get_logger(__name__)
@@ -44,6 +49,7 @@ DEFAULT_MAX_PARALLELISM = 10
 DEFAULT_STATUS_TTL_S = 24 * 3600.0
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 DEFAULT_STATS_WINDOW_S = 300.0
+DEFAULT_RECONNECT_TIMEOUT_S = 30.0
 STATS_BUCKET_MS = 10_000
 # Stats buckets outlive the longest window stats() accepts, then expire on their own.
 STATS_TTL_MS = 3600 * 1000
@@ -70,6 +76,8 @@ class Workpool:
         timeout: default run-time limit of each attempt, in seconds (None: no limit); an
             attempt past it fails with error "timeout" (and is retried if allowed).
         max_payload_bytes: largest encoded args or context accepted.
+        reconnect_timeout: how long a call keeps retrying (with capped backoff, logging each
+            try) while Redis is unreachable before it raises WorkpoolConnectionError.
         redis: an existing client to use instead of `redis_url` (decode_responses must be off).
     """
 
@@ -84,6 +92,7 @@ class Workpool:
         *,
         timeout: float | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT_S,
         redis: redis.Redis | None = None,
     ) -> None:
         self.name = name
@@ -104,6 +113,7 @@ class Workpool:
         ):
             raise ValueError(f"max_payload_bytes must be a positive int, got {max_payload_bytes!r}")
         self.max_payload_bytes = max_payload_bytes
+        self.reconnect_timeout = to_seconds(reconnect_timeout, "reconnect_timeout")
         self.redis = redis if redis is not None else connect(redis_url)
         if self.redis.get_connection_kwargs().get("decode_responses"):
             raise ValueError("the Redis client must not decode responses (payloads are bytes)")
@@ -308,18 +318,26 @@ class Workpool:
             range(i, min(i + ENQUEUE_CHUNK, len(ids))) for i in range(0, len(ids), ENQUEUE_CHUNK)
         ]
         calls = [call([ids[i] for i in c], [packed[i] for i in c]) for c in chunks]
+
         # A large batch goes as several script calls in one MULTI/EXEC: it lands whole or not.
-        if len(calls) == 1:
-            replies = [calls[0].run(self.redis)]
-        else:
-            replies = run_in_transaction(self.redis, calls)
+        def send() -> list[tuple[int, str]]:
+            if len(calls) == 1:
+                return [calls[0].run(self.redis)]
+            return run_in_transaction(self.redis, calls)
+
+        # Retrying is safe: the ids are fixed, so a write that landed before its reply was lost
+        # shows up below as "ids exist", all of them, and is recognised as ours.
+        replies = call_with_reconnect(send, timeout_s=self.reconnect_timeout, operation="enqueue")
         stored_cap = self._cap_for_new_pool()
         for chunk, (code, detail) in zip(chunks, replies, strict=True):
             if code == 1:
                 raise UnknownFunction(
                     f"function {detail!r} is not registered by the workers of pool {self.name!r}"
                 )
-            if code == 2:
+            if code == 2 and self._all_exist([ids[i] for i in chunk]):
+                # Our own earlier try of this very call landed; only its reply was lost.
+                stored_cap = int(self.redis.hget(self.keys.config, "max_parallelism") or 0)
+            elif code == 2:
                 # An id collision (astronomically rare): nothing of this chunk was written.
                 for i in chunk:
                     ids[i] = _new_work_id()
@@ -330,6 +348,9 @@ class Workpool:
             else:
                 stored_cap = int(detail)
         return stored_cap
+
+    def _all_exist(self, work_ids: list[str]) -> bool:
+        return bool(self.redis.exists(*(self.keys.job(w) for w in work_ids)) == len(work_ids))
 
     def _cap_for_new_pool(self) -> int:
         return DEFAULT_MAX_PARALLELISM if self._initial_cap is None else self._initial_cap
@@ -356,7 +377,7 @@ class Workpool:
         """The state of one job; an unknown or expired id reads as `unknown`."""
         return self.status_batch([work_id])[0]
 
-    @translate_connection_errors
+    @reconnecting
     def status_batch(self, work_ids: Sequence[str]) -> list[Status]:
         """The states of several jobs, in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
@@ -364,7 +385,7 @@ class Workpool:
             pipe.hmget(self.keys.job(_check_id(work_id)), "state", "attempts", "next_run_at")
         return [_status_of(w, r) for w, r in zip(work_ids, pipe.execute(), strict=True)]
 
-    @translate_connection_errors
+    @reconnecting
     def result(self, work_id: str) -> Result | None:
         """The outcome of a finished job; None until it has finished (or if unknown)."""
         fields = self.redis.hmget(
@@ -379,7 +400,7 @@ class Workpool:
             error=error.decode() if error is not None else None,
         )
 
-    @translate_connection_errors
+    @reconnecting
     def wait(self, work_id: str, timeout: float = 30.0) -> Result:
         """Block until the job has finished and return its Result.
 
@@ -431,7 +452,7 @@ class Workpool:
 
     # -- control ------------------------------------------------------------------------------
 
-    @translate_connection_errors
+    @reconnecting
     def cancel(self, work_id: str) -> bool:
         """Cancel a job; returns whether it was still unfinished.
 
@@ -441,7 +462,7 @@ class Workpool:
         code = self.scripts.cancel(self.keys, [_check_id(work_id)]).run(self.redis)[0]
         return code in ("canceled", "cancel_requested", "already_requested")
 
-    @translate_connection_errors
+    @reconnecting
     def cancel_all(self, limit: int | None = None, *, batch_size: int = 500) -> int:
         """Cancel every pending, delayed and running job (at most `limit`); returns how many."""
         if limit is not None and (
@@ -481,7 +502,7 @@ class Workpool:
             seen.update(members)
             yield [m.decode() for m in members]
 
-    @translate_connection_errors
+    @reconnecting
     def update_config(self, *, max_parallelism: int) -> int:
         """Change the pool's cap for every producer and worker at once; returns the previous cap.
 
@@ -495,7 +516,7 @@ class Workpool:
         self.redis.sadd(POOLS_KEY, self.name)
         return previous
 
-    @translate_connection_errors
+    @reconnecting
     def stats(self, window: float = DEFAULT_STATS_WINDOW_S) -> Stats:
         """Queue sizes and recent outcome rates (over `window` seconds, at most an hour)."""
         window_s = to_seconds(window, "window")

@@ -28,6 +28,8 @@
   ARGV[13] max_query_reruns    times a query is re-run after lost workers before it fails
   ARGV[14] callback_max_attempts  a callback whose lease expired this often is failed
   ARGV[15] dead_maxlen         approximate length the dead stream is trimmed to
+  Expired leases are left alone until the server has been up for lease_ms (after a restart
+  every deadline has passed while the workers holding them were merely cut off).
   Derived keys: job_prefix .. work_id (hash), stats_prefix .. bucket (hash); same hash tag.
   Returns: {now_ms, next_delayed_ms, next_callback_ms, next_lease_ms, jobs, callbacks, skipped,
             reclaimed} where
@@ -78,11 +80,21 @@ local ctx = {job_prefix = job_prefix, running_key = running_key, delayed_key = d
              stream_key = stream_key, callbacks_key = callbacks_key, channel = channel, now = now,
              max_query_reruns = max_query_reruns, executions = 0, errors = 0, failures = 0}
 
--- 1. Take back expired leases: their slots count as free below.
+-- 1. Take back expired leases: their slots count as free below. Right after a server restart
+-- every lease looks expired, so wait one lease period from start (see server_uptime_ms).
 local reclaimed = {}
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', running_key, '-inf', now, 'LIMIT', 0,
-                                   promote_limit)) do
-  reclaimed[#reclaimed + 1] = {member, reclaim(ctx, member, jitter)}
+local expired = redis.call('ZRANGEBYSCORE', running_key, '-inf', now, 'LIMIT', 0, promote_limit)
+local settled = nil
+local function server_settled()
+  if settled == nil then
+    settled = server_uptime_ms() >= lease_ms
+  end
+  return settled
+end
+if #expired > 0 and server_settled() then
+  for _, member in ipairs(expired) do
+    reclaimed[#reclaimed + 1] = {member, reclaim(ctx, member, jitter)}
+  end
 end
 record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, ctx.executions, ctx.errors, ctx.failures)
 
@@ -107,9 +119,12 @@ if capacity > 0 then
     local job = job_prefix .. work_id
     local f = redis.pcall('HMGET', job, 'on_complete', 'context', 'result', 'return_value',
                           'error', 'callback_attempts', 'callback')
+    local lease_expired = not f.err and redis.call('HEXISTS', job, 'callback_worker') == 1
     if f.err or not f[1] or f[7] ~= 'pending' then
       -- Gone, or not a callback awaiting its run: nothing left to call back with.
       redis.call('ZREM', callbacks_key, work_id)
+    elseif lease_expired and not server_settled() then
+      -- Its worker may be alive and reconnecting after a server restart: leave it be.
     elseif (tonumber(f[6]) or 0) >= callback_max_attempts then
       -- Its last allowed attempt was lost with its worker: record it failed, do not loop.
       redis.call('ZREM', callbacks_key, work_id)

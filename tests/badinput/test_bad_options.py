@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -313,14 +314,22 @@ def test_non_decoding_client_is_accepted(r, redis_server):
 
 
 def test_unreachable_redis_is_a_workpool_connection_error():
-    # Given a pool pointed at a port where nothing listens
-    pool = Workpool("pool", redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    # Given a pool pointed at a port where nothing listens, retrying for at most 0.3 s
+    pool = Workpool("pool", redis_url=f"redis://127.0.0.1:{free_port()}/0", reconnect_timeout=0.3)
     try:
-        # When a job is enqueued
-        with pytest.raises(WorkpoolConnectionError) as excinfo:
-            pool.enqueue_action("jobs.add", {"a": 1, "b": 2})
-        # Then the driver error is translated (and is a builtin ConnectionError)
-        assert isinstance(excinfo.value, ConnectionError)
-        assert "unreachable" in str(excinfo.value).lower()
+        # When a job is enqueued, or anything read
+        for call in (
+            lambda: pool.enqueue_action("jobs.add", {"a": 1, "b": 2}),
+            lambda: pool.stats(),
+            lambda: pool.status("x"),
+        ):
+            started = time.monotonic()
+            with pytest.raises(WorkpoolConnectionError) as excinfo:
+                call()
+            # Then the driver error is translated (and is a builtin ConnectionError), after
+            # retrying for about the reconnect timeout at most
+            assert isinstance(excinfo.value, ConnectionError)
+            assert "unreachable" in str(excinfo.value).lower()
+            assert time.monotonic() - started < 5
     finally:
         pool.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import redis
-from helpers import wait_until
+from helpers import settle, wait_until
 
 from workpool.keys import CONSUMER_GROUP
 
@@ -291,8 +291,8 @@ def test_expired_callback_lease_is_leased_again(pool):
     _finished_with_callback(pool, "a")
     pool.claim(worker="w1")
     pool.make_due("a", pool.keys.callbacks)
-    # When another worker claims
-    reply = pool.claim(worker="w2")
+    # When another worker claims, once the server has been up for a lease
+    reply = pool.claim(worker="w2", lease_ms=settle(pool.client))
     # Then it gets the callback on its second attempt
     assert [(c.work_id, c.attempt) for c in reply.callbacks] == [("a", 2)]
     assert pool.job("a")["callback_worker"] == b"w2"

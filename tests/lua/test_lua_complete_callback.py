@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import settle
 
 
 def _leased(pool, *work_ids, worker="w1", ttl_ms=60_000):
@@ -126,7 +127,8 @@ def test_report_after_lease_moved_to_another_worker_is_stale(pool):
     # Given a callback whose lease expired on w1 and was taken by w2
     _leased(pool, "a", worker="w1")
     pool.make_due("a", pool.keys.callbacks)
-    assert [c.attempt for c in pool.claim(worker="w2").callbacks] == [2]
+    reply = pool.claim(worker="w2", lease_ms=settle(pool.client))
+    assert [c.attempt for c in reply.callbacks] == [2]
     # When w1 reports late
     codes = pool.complete_callback(("a", 1, ""), worker="w1")
     # Then it is stale; w2 still holds the lease
