@@ -19,6 +19,8 @@ from types import FrameType
 
 import redis
 import structlog
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from workers.consumer import PoolConsumer, Wake
 from workers.executor import TIMEOUT_ERROR, Executor, Finished
@@ -30,6 +32,8 @@ from workpool.scripts import ClaimedCallback, ClaimedJob
 from workpool.settings import connect
 
 logger = structlog.get_logger(__name__)
+
+NO_RETRY = Retry(NoBackoff(), 0)
 
 DEFAULT_CONCURRENCY = 10
 DEFAULT_LEASE_MS = 30_000
@@ -69,7 +73,9 @@ class Worker:
         self.concurrency = concurrency
         self.grace_s = grace_s
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self._client = client if client is not None else connect(redis_url)
+        # No hidden retries inside a call: the loop backs off per pool and must stay free to
+        # renew leases the moment Redis is back.
+        self._client = client if client is not None else connect(redis_url, retry=NO_RETRY)
         self._events: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._consumers = {
             pool: PoolConsumer(
