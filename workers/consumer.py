@@ -181,9 +181,13 @@ class PoolConsumer:
 
     def hand_back(self, items: list[LeaseItem]) -> list[str]:
         """Give unfinished items back to the pool (a stopping worker); one code per item."""
-        return self._scripts.hand_back(self.keys, worker=self._worker_id, items=items).run(
-            self._client
-        )
+        return self._scripts.hand_back(
+            self.keys,
+            worker=self._worker_id,
+            bucket_ms=STATS_BUCKET_MS,
+            stats_ttl_ms=STATS_TTL_MS,
+            items=items,
+        ).run(self._client)
 
     def pass_token(self) -> None:
         """Put back a wake token this worker took but cannot use, for another idle worker.

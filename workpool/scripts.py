@@ -336,10 +336,23 @@ class Scripts:
         )
 
     def hand_back(
-        self, keys: PoolKeys, *, worker: str, items: Sequence[LeaseItem]
+        self,
+        keys: PoolKeys,
+        *,
+        worker: str,
+        bucket_ms: int,
+        stats_ttl_ms: int,
+        items: Sequence[LeaseItem],
     ) -> Call[list[str]]:
         """Return unfinished items of a stopping worker; parses to one code per item."""
-        args: list[Any] = [keys.job_prefix, worker, keys.finished]
+        args: list[Any] = [
+            keys.job_prefix,
+            worker,
+            keys.finished,
+            keys.stats_prefix,
+            bucket_ms,
+            stats_ttl_ms,
+        ]
         for item in items:
             args += [item.kind, item.member, item.attempt]
         return self._call(

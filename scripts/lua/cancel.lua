@@ -34,8 +34,8 @@ local any_callback = false
 for i = FIRST, #ARGV do
   local work_id = ARGV[i]
   local job = job_prefix .. work_id
-  local f = redis.call('HMGET', job, 'state', 'sid')
-  local state = f[1]
+  local f = redis.pcall('HMGET', job, 'state', 'sid')
+  local state = not f.err and f[1]
   if state == 'pending' or state == 'scheduled' then
     if state == 'pending' and f[2] then
       redis.call('XDEL', stream_key, f[2])
@@ -54,7 +54,7 @@ for i = FIRST, #ARGV do
   elseif state == 'finished' then
     codes[#codes + 1] = 'finished'
   else
-    -- No status hash: drop any stray delayed entry so it cannot linger.
+    -- No status hash (or not a hash): drop any stray delayed entry so it cannot linger.
     redis.call('ZREM', delayed_key, work_id)
     codes[#codes + 1] = 'unknown'
   end

@@ -91,9 +91,15 @@ local function server_settled()
   end
   return settled
 end
-if #expired > 0 and server_settled() then
-  for _, member in ipairs(expired) do
+-- Until then an expired lease is pushed out to that moment, so nobody claims in a loop.
+local function settled_at()
+  return now + lease_ms - server_uptime_ms()
+end
+for _, member in ipairs(expired) do
+  if server_settled() then
     reclaimed[#reclaimed + 1] = {member, reclaim(ctx, member, jitter)}
+  else
+    redis.call('ZADD', running_key, 'XX', settled_at(), member)
   end
 end
 record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, ctx.executions, ctx.errors, ctx.failures)
@@ -125,6 +131,7 @@ if capacity > 0 then
       redis.call('ZREM', callbacks_key, work_id)
     elseif lease_expired and not server_settled() then
       -- Its worker may be alive and reconnecting after a server restart: leave it be.
+      redis.call('ZADD', callbacks_key, 'XX', settled_at(), work_id)
     elseif (tonumber(f[6]) or 0) >= callback_max_attempts then
       -- Its last allowed attempt was lost with its worker: record it failed, do not loop.
       redis.call('ZREM', callbacks_key, work_id)
@@ -232,6 +239,7 @@ local function first_score(key)
   return tonumber(first[2])
 end
 local next_callback = first_score(callbacks_key)
+local next_lease = first_score(running_key)
 local more_jobs = free_slots - #jobs > 0 and redis.call('XLEN', stream_key) > 0
 if more_jobs or (next_callback and next_callback <= now) then
   wake(wake_key)
@@ -244,4 +252,4 @@ local function reply_ms(ms)
   return string.format('%d', ms)
 end
 return {string.format('%d', now), reply_ms(first_score(delayed_key)), reply_ms(next_callback),
-        reply_ms(first_score(running_key)), jobs, callbacks, skipped, reclaimed}
+        reply_ms(next_lease), jobs, callbacks, skipped, reclaimed}

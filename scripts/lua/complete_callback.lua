@@ -32,8 +32,8 @@ end
 
 local function complete_one(work_id, attempt, err, backoff_ms)
   local job = job_prefix .. work_id
-  local f = redis.call('HMGET', job, 'callback', 'callback_worker', 'callback_attempts')
-  if f[1] ~= 'pending' or f[2] ~= worker or tonumber(f[3]) ~= attempt
+  local f = redis.pcall('HMGET', job, 'callback', 'callback_worker', 'callback_attempts')
+  if f.err or f[1] ~= 'pending' or f[2] ~= worker or tonumber(f[3]) ~= attempt
       or not redis.call('ZSCORE', callbacks_key, work_id) then
     return 'stale'
   end

@@ -13,9 +13,13 @@
   ARGV[1] job_prefix           status hash key = job_prefix .. work id (same hash tag)
   ARGV[2] worker               id of the stopping worker
   ARGV[3] channel              pub/sub channel told the work id of every finished job
-  ARGV[4..] per item, 3 values: kind (job | callback | slot), member, attempt
-  Derived keys: job_prefix .. work_id (hash, same hash tag).
-  Returns: one code per item: handed_back | failed | released | stale.
+  ARGV[4] stats_prefix         outcome counters key = stats_prefix .. (now // bucket_ms)
+  ARGV[5] bucket_ms            width of one stats bucket
+  ARGV[6] stats_ttl_ms         how long a stats bucket is kept
+  ARGV[7..] per item, 3 values: kind (job | callback | slot), member, attempt
+  A job whose cancel was asked while it ran finishes canceled instead of going back.
+  Derived keys: job_prefix .. work_id (hash), stats_prefix .. bucket (hash); same hash tag.
+  Returns: one code per item: handed_back | failed | canceled | released | stale.
   Complexity: O(log N) per item.
 ]]
 local running_key = KEYS[1]
@@ -25,22 +29,34 @@ local wake_key = KEYS[4]
 local job_prefix = ARGV[1]
 local worker = ARGV[2]
 local channel = ARGV[3]
-local FIRST = 4
+local stats_prefix = ARGV[4]
+local bucket_ms = tonumber(ARGV[5])
+local stats_ttl_ms = tonumber(ARGV[6])
+local FIRST = 7
 
 --- @include "clock"
 --- @include "wake"
 --- @include "finish"
+--- @include "stats"
 
 local now = now_ms()
+local executions, failures = 0, 0
 
 local function hand_back_job(member, attempt)
   local job = job_prefix .. member
-  local f = redis.pcall('HMGET', job, 'state', 'worker', 'attempts', 'kind')
+  local f = redis.pcall('HMGET', job, 'state', 'worker', 'attempts', 'kind', 'cancel')
   if f.err or f[1] ~= 'running' or f[2] ~= worker or tonumber(f[3]) ~= attempt
       or redis.call('ZREM', running_key, member) == 0 then
     return 'stale'
   end
+  if f[5] then
+    -- Canceled while it ran: it must never start again.
+    finish(job, member, 'canceled', 'error', 'worker stopped', now, callbacks_key, channel)
+    return 'canceled'
+  end
   if f[4] == 'mutation' then
+    executions = executions + 1
+    failures = failures + 1
     finish(job, member, 'failed', 'error', 'worker stopped', now, callbacks_key, channel)
     return 'failed'
   end
@@ -77,5 +93,6 @@ for i = FIRST, #ARGV, 3 do
     codes[#codes + 1] = 'stale'
   end
 end
+record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, executions, failures, failures)
 wake(wake_key)
 return codes

@@ -258,6 +258,24 @@ class LuaPool:
             reports=[_report(*r) for r in reports],
         ).run(self.client)
 
+    def extend_lease(
+        self, *items: tuple[str, str, int], worker: str = "w1", lease_ms: int = LEASE_MS
+    ) -> list[tuple[str, str]]:
+        """Each item: (kind, member, attempt); returns the (kind, member) items not renewed."""
+        return self.scripts.extend_lease(
+            self.keys, worker=worker, lease_ms=lease_ms, items=[LeaseItem(*i) for i in items]
+        ).run(self.client)
+
+    def hand_back(self, *items: tuple[str, str, int], worker: str = "w1") -> list[str]:
+        """Each item: (kind, member, attempt); returns one code per item."""
+        return self.scripts.hand_back(
+            self.keys,
+            worker=worker,
+            bucket_ms=BUCKET_MS,
+            stats_ttl_ms=STATS_TTL_MS,
+            items=[LeaseItem(*i) for i in items],
+        ).run(self.client)
+
     def cancel(self, *work_ids: str) -> list[str]:
         return self.scripts.cancel(self.keys, list(work_ids)).run(self.client)
 
@@ -389,7 +407,9 @@ def _prepared_calls(keys: PoolKeys) -> dict[str, Call[Any]]:
         "extend_lease": scripts.extend_lease(
             keys, worker="w", lease_ms=1, items=[LeaseItem("job", "w", 1)]
         ),
-        "hand_back": scripts.hand_back(keys, worker="w", items=[LeaseItem("job", "w", 1)]),
+        "hand_back": scripts.hand_back(
+            keys, worker="w", bucket_ms=1, stats_ttl_ms=1, items=[LeaseItem("job", "w", 1)]
+        ),
         "complete_callback": scripts.complete_callback(
             keys, worker="w", max_attempts=1, reports=[CallbackReport("w", 1, "", 1)]
         ),
