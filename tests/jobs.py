@@ -212,3 +212,76 @@ def raise_system_exit() -> None:
 async def async_unencodable_return() -> object:
     await asyncio.sleep(0)
     return {1, 2}
+
+
+# --- faults ---
+
+
+def _block_first_start(key: str, timeout_s: float = 60.0) -> int:
+    """Counts a start under `key:starts`; the first start blocks until `key:release` exists."""
+    n = int(client().incr(f"{key}:starts"))
+    client().rpush(f"{key}:pids", os.getpid())
+    if n == 1:
+        client().set(f"{key}:started", os.getpid())
+        deadline = time.monotonic() + timeout_s
+        while not client().exists(f"{key}:release"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("never released")
+            time.sleep(0.01)
+    return n
+
+
+@workpool.function
+def faults_hold(key: str) -> dict:
+    """Blocks on its first start only (see _block_first_start); later starts return at once.
+
+    Returns who ran it: {"pid", "attempt", "starts"}.
+    """
+    job = workpool.current_job()
+    n = _block_first_start(key)
+    return {"pid": os.getpid(), "attempt": job.attempt, "starts": n}
+
+
+@workpool.function
+def faults_slow_first(key: str, seconds: float) -> int:
+    """Counts itself in the pool's gauge; its first attempt sleeps `seconds`, later ones do not.
+
+    Appends "attempt:epoch" to `key:starts` on start and to `key:ends` when its thread returns.
+    """
+    job = workpool.current_job()
+    _enter(job.pool)
+    try:
+        client().rpush(f"{key}:starts", f"{job.attempt}:{time.time()}")
+        if job.attempt == 1:
+            time.sleep(seconds)
+    finally:
+        _leave(job.pool)
+        client().rpush(f"{key}:ends", f"{job.attempt}:{time.time()}")
+    return job.attempt
+
+
+@workpool.function
+async def faults_async_sleep(key: str, seconds: float) -> str:
+    """Sleeps `seconds` on the event loop; records `key:cancelled` if it is cancelled."""
+    client().set(f"{key}:started", os.getpid())
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        client().rpush(f"{key}:cancelled", time.time())
+        raise
+    client().set(f"{key}:done", 1)
+    return "slept"
+
+
+@workpool.function
+def faults_hold_callback(work_id: str, context: object, result: workpool.Result) -> None:
+    """A callback that blocks on its first start (key from the context), then records itself."""
+    _block_first_start(context["key"])
+    on_done(work_id, context, result)
+
+
+@workpool.function
+def faults_nap(seconds: float, value: int) -> int:
+    """Sleeps, then returns `value`; touches no Redis (safe to run while Redis is down)."""
+    time.sleep(seconds)
+    return value

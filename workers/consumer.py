@@ -24,7 +24,9 @@ from workpool.scripts import CallbackReport, ClaimReply, LeaseItem, Outcome, Scr
 logger = structlog.get_logger(__name__)
 
 # An idle waiter re-checks the pool at least this often even without a token, in case one was
-# lost (e.g. a worker died holding it). It adds no latency when tokens flow.
+# lost (e.g. a worker died holding it), and at least once a lease, so an idle worker that never
+# saw a dead worker's lease still takes it back within about a lease of its expiry. It adds no
+# latency when tokens flow.
 WAKE_SAFETY_S = 5.0
 # Most delayed jobs moved to the stream per claim call, and most jobs taken per claim call
 # (bounds the script's run time and its reply size).
@@ -68,6 +70,7 @@ class PoolConsumer:
         self._scripts = Scripts(client)
         self._worker_id = worker_id
         self._lease_ms = lease_ms
+        self._recheck_s = min(WAKE_SAFETY_S, lease_ms / 1000)
         self._post = post
         self.needs_claim = True  # something may be claimable: claim at the next chance
         self.holding_token = False  # the last wake consumed a token nobody has acted on yet
@@ -277,7 +280,10 @@ class PoolConsumer:
     def _waiter_connection(self) -> redis.connection.AbstractConnection:
         # The client's socket timeout (redis-py defaults to 5 s) must not cut a BLPOP short.
         pool = self._client.connection_pool
-        kwargs = {**pool.connection_kwargs, "socket_timeout": WAKE_SAFETY_S + WAKE_SOCKET_SLACK_S}
+        kwargs = {
+            **pool.connection_kwargs,
+            "socket_timeout": self._recheck_s + WAKE_SOCKET_SLACK_S,
+        }
         return pool.connection_class(**kwargs)
 
     def _wait_loop(self) -> None:
@@ -293,7 +299,7 @@ class PoolConsumer:
                     conn = self._waiter_connection()
                     conn.send_command("CLIENT", "ID")
                     self._waiter_client_id = int(conn.read_response())
-                conn.send_command("BLPOP", self.keys.wake, WAKE_SAFETY_S)
+                conn.send_command("BLPOP", self.keys.wake, self._recheck_s)
                 token = conn.read_response()
             except redis.TimeoutError:
                 # Should not happen (the socket outlives the BLPOP), but a timeout is still
