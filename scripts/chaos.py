@@ -307,8 +307,9 @@ def report(run: Run, pools: dict[str, Workpool], drained: bool, wall_s: float) -
     print(f"  Redis restarts (AOF always)         {run.restarts}")
     print(f"  enqueue calls that gave up          {run.enqueue_errors}")
     print(
-        f"  callbacks re-run after a crash before their return was recorded "
-        f"(at-least-once, allowed): {callback_reruns}"
+        f"  callbacks that returned more than once: {callback_reruns} (each a worker SIGKILLed in "
+        "the instant between a callback returning and its return reaching Redis; callbacks are "
+        "at-least-once there; a recorded return is never run again, checked below)"
     )
     for label, value, ok in checks:
         print(f"  {'PASS' if ok else 'FAIL'}  {label}: {value}")
