@@ -64,6 +64,20 @@ EXIT_FAILED = 1
     help="On SIGTERM, seconds to let running work finish before handing it back.",
 )
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(min=1, max=65535),
+    envvar="WORKPOOL_METRICS_PORT",
+    default=None,
+    help="Serve Prometheus metrics on this port (off by default).",
+)
+@click.option(
+    "--metrics-host",
+    envvar="WORKPOOL_METRICS_HOST",
+    default="0.0.0.0",  # Prometheus scrapes from elsewhere
+    show_default=True,
+    help="Address the metrics server listens on.",
+)
+@click.option(
     "--log-level",
     envvar="WORKPOOL_LOG_LEVEL",
     default="INFO",
@@ -86,6 +100,8 @@ def main(
     concurrency: int,
     lease_s: float,
     grace_s: float,
+    metrics_port: int | None,
+    metrics_host: str,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -106,6 +122,8 @@ def main(
             concurrency=concurrency,
             lease_ms=round(lease_s * 1000),
             grace_s=grace_s,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
         )
         worker.run()
     except InvalidPoolName as exc:

@@ -63,6 +63,7 @@ class PoolConsumer:
         worker_id: str,
         lease_ms: int,
         post: Callable[[Wake], None],
+        on_recorded: Callable[[Finished, str], None] | None = None,
     ) -> None:
         self.pool = pool
         self.keys = PoolKeys.for_pool(pool)
@@ -72,6 +73,7 @@ class PoolConsumer:
         self._lease_ms = lease_ms
         self._recheck_s = min(WAKE_SAFETY_S, lease_ms / 1000)
         self._post = post
+        self._on_recorded = on_recorded  # told each job outcome's code once it is recorded
         self.needs_claim = True  # something may be claimable: claim at the next chance
         self.holding_token = False  # the last wake consumed a token nobody has acted on yet
         self.maybe_more = False  # the last claim was limited by our capacity, not the pool
@@ -247,6 +249,8 @@ class PoolConsumer:
         ).run(self._client)
         for finished, code in zip(jobs, codes, strict=True):
             _log_job(self.pool, finished, code)
+            if self._on_recorded is not None:
+                self._on_recorded(finished, code)
 
     def _record_callbacks(self, callbacks: list[Finished]) -> None:
         reports = [

@@ -150,7 +150,7 @@ class Executor:
             func, kwargs = _guard(prepare)
             value = func(**kwargs)
             status, payload = "ok", _encode_return(value)
-        except BaseException as exc:
+        except BaseException as exc:  # a job must never take its thread down
             status, payload = _failure(exc)
         finally:
             if token is not None:
@@ -173,7 +173,7 @@ class Executor:
                 func, kwargs = _guard(prepare)
                 value = await _with_timeout(func(**kwargs), timeout_s)
                 status, payload = "ok", _encode_return(value)
-            except BaseException as exc:
+            except BaseException as exc:  # CancelledError included: report, never leak
                 status, payload = _failure(exc)
             finish(status, payload, started)
 

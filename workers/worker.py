@@ -25,6 +25,8 @@ from redis.retry import Retry
 from workers.consumer import PoolConsumer, Wake
 from workers.executor import TIMEOUT_ERROR, Executor, Finished
 from workers.lease import Held, Leases
+from workers.metrics import WorkerMetrics
+from workpool import Stats, Workpool
 from workpool.errors import UnknownFunction, WorkpoolError
 from workpool.functions import lookup, registered_names
 from workpool.keys import validate_pool_name
@@ -62,6 +64,8 @@ class Worker:
         lease_ms: int = DEFAULT_LEASE_MS,
         grace_s: float = DEFAULT_GRACE_S,
         worker_id: str | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "0.0.0.0",  # Prometheus scrapes from elsewhere
     ) -> None:
         if not pools:
             raise ValueError("a worker needs at least one pool")
@@ -77,6 +81,8 @@ class Worker:
         # renew leases the moment Redis is back.
         self._client = client if client is not None else connect(redis_url, retry=NO_RETRY)
         self._events: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._metrics: WorkerMetrics | None = None
+        self._metrics_address = (metrics_host, metrics_port)
         self._consumers = {
             pool: PoolConsumer(
                 pool,
@@ -84,6 +90,7 @@ class Worker:
                 worker_id=self.worker_id,
                 lease_ms=lease_ms,
                 post=self._events.put,
+                on_recorded=self._recorded,
             )
             for pool in self.pools
         }
@@ -166,6 +173,11 @@ class Worker:
                 time.sleep(delay)
                 delay = min(RETRY_MAX_S, delay * 2)
         self._executor = Executor(self.concurrency, self._events.put)
+        host, port = self._metrics_address
+        if port is not None:
+            self._metrics = WorkerMetrics(self._read_pools)
+            self._metrics.in_flight.set_function(lambda: self._in_flight)
+            self._metrics.serve(port, host)
         for consumer in self._consumers.values():
             consumer.start()
         logger.info(
@@ -251,6 +263,8 @@ class Worker:
     def _tend_leases(self) -> None:
         now = time.monotonic()
         for held in self._leases.expire_timeouts(now):
+            if self._metrics is not None:
+                self._metrics.timed_out.labels(held.pool, held.function).inc()
             logger.warning(
                 "job_timed_out",
                 pool=held.pool,
@@ -339,6 +353,8 @@ class Worker:
             Held(pool, "job", job.work_id, job.work_id, job.attempt, job.function, deadline)
         )
         self._in_flight += 1
+        if self._metrics is not None:
+            self._metrics.job_started(pool, job.function, job.queued_ms)
         self._executor.run_job(pool, job)
 
     def _start_callback(self, pool: str, callback: ClaimedCallback) -> None:
@@ -375,6 +391,15 @@ class Worker:
                     outcome=code,
                 )
         self.abandoned = self._in_flight
+
+    def _recorded(self, finished: Finished, code: str) -> None:
+        if self._metrics is not None:
+            self._metrics.job_ended(finished.pool, finished.function, code, finished.duration_ms)
+
+    def _read_pools(self) -> list[Stats]:
+        # Called from the metrics server's thread at scrape time; the client is thread-safe.
+        handles = [Workpool(p, redis=self._client, reconnect_timeout=0) for p in self.pools]
+        return [h.stats() for h in handles]
 
     def _back_off(self, consumer: PoolConsumer, operation: str, exc: Exception) -> None:
         consumer.retry_s = min(RETRY_MAX_S, max(RETRY_MIN_S, consumer.retry_s * 2))

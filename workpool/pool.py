@@ -22,6 +22,7 @@ from workpool.errors import (
 )
 from workpool.functions import resolve_name
 from workpool.keys import POOLS_KEY, PoolKeys
+from workpool.listing import JobSummary, list_jobs
 from workpool.options import (
     NOW,
     pack_args,
@@ -459,7 +460,7 @@ class Workpool:
         Pending, delayed or backing-off work never starts again and finishes canceled; running
         work is let finish and is never retried.
         """
-        code = self.scripts.cancel(self.keys, [_check_id(work_id)]).run(self.redis)[0]
+        code = self._cancel([_check_id(work_id)])[0]
         return code in ("canceled", "cancel_requested", "already_requested")
 
     @reconnecting
@@ -474,11 +475,16 @@ class Workpool:
             work_ids = batch if limit is None else batch[: limit - total]
             if not work_ids:
                 continue
-            codes = self.scripts.cancel(self.keys, work_ids).run(self.redis)
+            codes = self._cancel(work_ids)
             total += sum(c in ("canceled", "cancel_requested") for c in codes)
             if limit is not None and total >= limit:
                 break
         return total
+
+    def _cancel(self, work_ids: list[str]) -> list[str]:
+        return self.scripts.cancel(
+            self.keys, work_ids, bucket_ms=STATS_BUCKET_MS, stats_ttl_ms=STATS_TTL_MS
+        ).run(self.redis)
 
     def _unfinished_id_batches(self, batch_size: int) -> Iterable[list[str]]:
         # Running first (small: at most the cap), then ready work by a cursor over the stream,
@@ -508,13 +514,34 @@ class Workpool:
 
         0 pauses the pool: nothing new starts, running work ends.
         """
-        cap = parallelism_of(max_parallelism)
-        previous = self.scripts.update_config(
-            self.keys, max_parallelism=cap, default_cap=self._cap_for_new_pool()
+        return self._set_cap(parallelism_of(max_parallelism), "set")[0]
+
+    @reconnecting
+    def pause(self) -> int:
+        """Pause the pool (cap 0), remembering its cap for `resume`; returns the previous cap."""
+        return self._set_cap(0, "pause")[0]
+
+    @reconnecting
+    def resume(self) -> int:
+        """Give a paused pool back the cap it had before `pause`; returns the new cap."""
+        return self._set_cap(self._cap_for_new_pool(), "resume")[1]
+
+    def _set_cap(self, cap: int, mode: str) -> tuple[int, int]:
+        caps = self.scripts.update_config(
+            self.keys, max_parallelism=cap, default_cap=self._cap_for_new_pool(), mode=mode
         ).run(self.redis)
         self._initialized = True  # an explicit cap now stands: no config_kept warning
         self.redis.sadd(POOLS_KEY, self.name)
-        return previous
+        return caps
+
+    @reconnecting
+    def jobs(self, state: str, limit: int = 100) -> list[JobSummary]:
+        """The first `limit` jobs in `state`: pending, scheduled or running.
+
+        Pending come oldest first, scheduled soonest due first, running soonest lease end
+        first. Only those jobs are read, never the backlog.
+        """
+        return list_jobs(self.redis, self.keys, state, limit)
 
     @reconnecting
     def stats(self, window: float = DEFAULT_STATS_WINDOW_S) -> Stats:
@@ -524,7 +551,7 @@ class Workpool:
             raise InvalidSchedule(
                 f"window must be at most {STATS_TTL_MS // 1000} s, got {window!r}"
             )
-        (pending, running, scheduled, oldest_ms, executions, errors, failures, cap) = (
+        (pending, running, scheduled, oldest_ms, executions, errors, failures, cap, finished) = (
             self.scripts.stats(
                 self.keys,
                 window_ms=round(window_s * 1000),
@@ -540,6 +567,7 @@ class Workpool:
             scheduled=scheduled,
             oldest_pending_ms=oldest_ms,
             recent_executions=executions,
+            recent_finished=finished,
             recent_error_rate=errors / executions if executions else 0.0,
             recent_permanent_failure_rate=failures / executions if executions else 0.0,
             max_parallelism=cap,

@@ -113,6 +113,7 @@ class ClaimedJob:
     args: bytes
     attempt: int
     timeout_ms: int | None
+    queued_ms: int = 0  # how long it waited, ready, before this claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,22 +360,26 @@ class Scripts:
             "hand_back", [keys.running, keys.stream, keys.callbacks, keys.wake], args, _texts
         )
 
-    def cancel(self, keys: PoolKeys, work_ids: Sequence[str]) -> Call[list[str]]:
+    def cancel(
+        self, keys: PoolKeys, work_ids: Sequence[str], *, bucket_ms: int, stats_ttl_ms: int
+    ) -> Call[list[str]]:
         """Cancel jobs; parses to one code per work id."""
         return self._call(
             "cancel",
             [keys.stream, keys.delayed, keys.callbacks, keys.wake],
-            [keys.job_prefix, keys.finished, *work_ids],
+            [keys.job_prefix, keys.finished, keys.stats_prefix, bucket_ms, stats_ttl_ms, *work_ids],
             _texts,
         )
 
-    def update_config(self, keys: PoolKeys, *, max_parallelism: int, default_cap: int) -> Call[int]:
-        """Set the cap; parses to the previous cap."""
+    def update_config(
+        self, keys: PoolKeys, *, max_parallelism: int, default_cap: int, mode: str = "set"
+    ) -> Call[tuple[int, int]]:
+        """Set the cap (mode set), pause or resume; parses to (previous cap, new cap)."""
         return self._call(
             "update_config",
             [keys.config, keys.stream, keys.wake],
-            [max_parallelism, default_cap],
-            int,
+            [max_parallelism, default_cap, mode],
+            lambda reply: (int(reply[0]), int(reply[1])),
         )
 
     def stats(
@@ -410,8 +415,8 @@ def _parse_claim(reply: list[Any]) -> ClaimReply:
         next_callback_ms=int(next_callback) if next_callback else None,
         next_lease_ms=int(next_lease) if next_lease else None,
         jobs=[
-            ClaimedJob(_text(w), _text(f), _text(k), a, int(n), int(t) if t else None)
-            for w, f, k, a, n, t in jobs
+            ClaimedJob(_text(w), _text(f), _text(k), a, int(n), int(t) if t else None, int(q))
+            for w, f, k, a, n, t, q in jobs
         ],
         callbacks=[
             ClaimedCallback(_text(w), _text(f), c, _text(r), v, _text(e), int(n))

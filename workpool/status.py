@@ -65,6 +65,7 @@ class Stats:
     scheduled: int  # delayed or backing off before a retry
     oldest_pending_ms: int  # age of the oldest ready job; 0 when none
     recent_executions: int  # attempts that ended within the window
+    recent_finished: int  # jobs that reached a terminal outcome within the window
     recent_error_rate: float  # attempts that raised / recent_executions
     recent_permanent_failure_rate: float  # jobs that ended failed / recent_executions
     max_parallelism: int

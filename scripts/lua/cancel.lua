@@ -9,8 +9,11 @@
   KEYS[4] wake       (list)    idle workers' wake token
   ARGV[1] job_prefix           status hash key = job_prefix .. work id (same hash tag)
   ARGV[2] channel              pub/sub channel told the work id of every finished job
-  ARGV[3..] work ids
-  Derived keys: job_prefix .. work_id (hash, same hash tag).
+  ARGV[3] stats_prefix         outcome counters key = stats_prefix .. (now // bucket_ms)
+  ARGV[4] bucket_ms            width of one stats bucket
+  ARGV[5] stats_ttl_ms         how long a stats bucket is kept
+  ARGV[6..] work ids
+  Derived keys: job_prefix .. work_id (hash), stats_prefix .. bucket (hash); same hash tag.
   Returns: one code per work id: canceled | cancel_requested | already_requested (running, and
            asked before) | finished | unknown.
   Complexity: O(log N) per work id.
@@ -21,11 +24,15 @@ local callbacks_key = KEYS[3]
 local wake_key = KEYS[4]
 local job_prefix = ARGV[1]
 local channel = ARGV[2]
-local FIRST = 3
+local stats_prefix = ARGV[3]
+local bucket_ms = tonumber(ARGV[4])
+local stats_ttl_ms = tonumber(ARGV[5])
+local FIRST = 6
 
 --- @include "clock"
 --- @include "wake"
 --- @include "finish"
+--- @include "stats"
 
 local now = now_ms()
 local codes = {}
@@ -60,6 +67,7 @@ for i = FIRST, #ARGV do
   end
 end
 
+record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, 0, 0, 0, finished_count)
 if any_callback then
   wake(wake_key)
 end

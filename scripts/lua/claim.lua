@@ -33,7 +33,8 @@
   Derived keys: job_prefix .. work_id (hash), stats_prefix .. bucket (hash); same hash tag.
   Returns: {now_ms, next_delayed_ms, next_callback_ms, next_lease_ms, jobs, callbacks, skipped,
             reclaimed} where
-    jobs      = {{work_id, fn, kind, args, attempt, timeout_ms or ''}, ...}
+    jobs      = {{work_id, fn, kind, args, attempt, timeout_ms or '', queued_ms}, ...}
+                queued_ms: how long it waited ready in the stream
     callbacks = {{work_id, on_complete, context, result, return_value, error, attempt}, ...}
     skipped   = {{stream_id, work_id or ''}, ...}: entries with no pending job behind them
                 (canceled, deleted, or not written by workpool), moved to the dead stream
@@ -102,7 +103,8 @@ for _, member in ipairs(expired) do
     redis.call('ZADD', running_key, 'XX', settled_at(), member)
   end
 end
-record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, ctx.executions, ctx.errors, ctx.failures)
+record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, ctx.executions, ctx.errors, ctx.failures,
+             finished_count)
 
 -- 2. Promote due delayed jobs, oldest due first.
 for _, work_id in ipairs(redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0,
@@ -211,7 +213,10 @@ while to_take > 0 do
       redis.call('HDEL', job, 'sid')
       redis.call('ZADD', running_key, now + lease_ms, work_id)
       local f = redis.call('HMGET', job, 'fn', 'kind', 'args', 'timeout_ms')
-      jobs[#jobs + 1] = {work_id, f[1], f[2], f[3], attempt, f[4] or ''}
+      -- The entry id's time is when the job became ready: the wait is from then to now.
+      local ready_ms = tonumber(string.match(entry[1], '^(%d+)-')) or now
+      jobs[#jobs + 1] = {work_id, f[1], f[2], f[3], attempt, f[4] or '',
+                         string.format('%d', math.max(0, now - ready_ms))}
       to_take = to_take - 1
     else
       -- Canceled entries are deleted on cancel; what reaches here is foreign or orphaned.

@@ -109,7 +109,8 @@ for i = FIRST, #ARGV, 5 do
                                    tonumber(ARGV[i + 4]))
 end
 
-record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, executions, errors, failures)
+record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, executions, errors, failures,
+             finished_count)
 
 -- Freed slots may let waiting work start; callbacks made due here can run at once (leased
 -- ones, due only at their lease deadline, need no wake).

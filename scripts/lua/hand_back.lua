@@ -93,6 +93,7 @@ for i = FIRST, #ARGV, 3 do
     codes[#codes + 1] = 'stale'
   end
 end
-record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, executions, failures, failures)
+record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, executions, failures, failures,
+             finished_count)
 wake(wake_key)
 return codes

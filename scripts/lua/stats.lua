@@ -10,7 +10,8 @@
   ARGV[3] bucket_ms            width of one stats bucket
   ARGV[4] default_cap          the cap a pool without config has
   Derived keys: stats_prefix .. bucket (hash, same hash tag), one per bucket in the window.
-  Returns: {pending, running, scheduled, oldest_pending_ms, executions, errors, failures, cap}
+  Returns: {pending, running, scheduled, oldest_pending_ms, executions, errors, failures, cap,
+            finished}
   Complexity: O(window_ms / bucket_ms).
 ]]
 local stream_key = KEYS[1]
@@ -35,15 +36,17 @@ if pending > 0 then
   end
 end
 
-local executions, errors, failures = 0, 0, 0
+local executions, errors, failures, finished = 0, 0, 0, 0
 local last = math.floor(now / bucket_ms)
 for bucket = math.floor((now - window_ms) / bucket_ms) + 1, last do
-  local c = redis.call('HMGET', stats_prefix .. bucket, 'executions', 'errors', 'failures')
+  local c = redis.call('HMGET', stats_prefix .. bucket, 'executions', 'errors', 'failures',
+                       'finished')
   executions = executions + (tonumber(c[1]) or 0)
   errors = errors + (tonumber(c[2]) or 0)
   failures = failures + (tonumber(c[3]) or 0)
+  finished = finished + (tonumber(c[4]) or 0)
 end
 
 local cap = tonumber(redis.call('HGET', config_key, 'max_parallelism')) or default_cap
 return {pending, redis.call('ZCARD', running_key), redis.call('ZCARD', delayed_key), oldest_ms,
-        executions, errors, failures, cap}
+        executions, errors, failures, cap, finished}

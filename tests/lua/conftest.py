@@ -277,11 +277,19 @@ class LuaPool:
         ).run(self.client)
 
     def cancel(self, *work_ids: str) -> list[str]:
-        return self.scripts.cancel(self.keys, list(work_ids)).run(self.client)
+        return self.scripts.cancel(
+            self.keys, list(work_ids), bucket_ms=BUCKET_MS, stats_ttl_ms=STATS_TTL_MS
+        ).run(self.client)
 
-    def update_config(self, cap: int, default_cap: int = DEFAULT_CAP) -> int:
+    def update_config(self, cap: int, default_cap: int = DEFAULT_CAP, mode: str = "set") -> int:
+        """Returns the previous cap (see set_cap for both)."""
+        return self.set_cap(cap, default_cap, mode)[0]
+
+    def set_cap(
+        self, cap: int, default_cap: int = DEFAULT_CAP, mode: str = "set"
+    ) -> tuple[int, int]:
         return self.scripts.update_config(
-            self.keys, max_parallelism=cap, default_cap=default_cap
+            self.keys, max_parallelism=cap, default_cap=default_cap, mode=mode
         ).run(self.client)
 
     def stats(
@@ -413,7 +421,7 @@ def _prepared_calls(keys: PoolKeys) -> dict[str, Call[Any]]:
         "complete_callback": scripts.complete_callback(
             keys, worker="w", max_attempts=1, reports=[CallbackReport("w", 1, "", 1)]
         ),
-        "cancel": scripts.cancel(keys, ["w"]),
+        "cancel": scripts.cancel(keys, ["w"], bucket_ms=1, stats_ttl_ms=1),
         "update_config": scripts.update_config(keys, max_parallelism=1, default_cap=1),
         "stats": scripts.stats(keys, window_ms=1, bucket_ms=1, default_cap=1),
     }

@@ -386,9 +386,10 @@ def test_stats_bucket_counts_outcomes(pool, client):
     )
     after = pool.now_ms()
     assert codes == ["success", "retry", "failed", "canceled", "stale"]
-    # Then one bucket counts the executions, the errors among them, and the permanent failures
+    # Then one bucket counts the executions, the errors among them, the permanent failures,
+    # and the jobs that reached an outcome (success, failed, canceled)
     [(key, counters)] = _stats_buckets(pool).items()
-    assert counters == {"executions": 4, "errors": 3, "failures": 1}
+    assert counters == {"executions": 4, "errors": 3, "failures": 1, "finished": 3}
     bucket = int(key.removeprefix(pool.keys.stats_prefix))
     assert before // 10_000 <= bucket <= after // 10_000
     # And the bucket expires on its own
@@ -405,7 +406,7 @@ def test_stats_buckets_accumulate(pool):
     for c in _stats_buckets(pool).values():
         for k, v in c.items():
             counters[k] = counters.get(k, 0) + v
-    assert counters == {"executions": 2, "errors": 1, "failures": 1}
+    assert counters == {"executions": 2, "errors": 1, "failures": 1, "finished": 2}
 
 
 def test_no_stats_bucket_when_every_report_is_stale(pool):

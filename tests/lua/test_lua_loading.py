@@ -173,7 +173,10 @@ def test_run_in_transaction_raises_a_script_error(pool, client):
 
 def test_run_in_transaction_refuses_mixed_scripts(pool, client):
     # Given calls of two different scripts
-    calls = [*_enqueue_calls(pool, "a"), pool.scripts.cancel(pool.keys, ["a"])]
+    calls = [
+        *_enqueue_calls(pool, "a"),
+        pool.scripts.cancel(pool.keys, ["a"], bucket_ms=1, stats_ttl_ms=1),
+    ]
     # When run together
     # Then they are refused before anything is sent
     with pytest.raises(ValueError, match="single script"):
@@ -188,12 +191,12 @@ def test_script_flush_between_two_clients(lua_server, client):
     try:
         keys = PoolKeys.for_pool("pool")
         first, second = Scripts(client), Scripts(other)
-        assert first.update_config(keys, max_parallelism=3, default_cap=10).run(client) == 10
+        assert first.update_config(keys, max_parallelism=3, default_cap=10).run(client) == (10, 3)
         # When the cache is flushed from one and both call again
         client.script_flush()
         # Then both recover
-        assert second.update_config(keys, max_parallelism=4, default_cap=10).run(other) == 3
-        assert first.update_config(keys, max_parallelism=5, default_cap=10).run(client) == 4
+        assert second.update_config(keys, max_parallelism=4, default_cap=10).run(other) == (3, 4)
+        assert first.update_config(keys, max_parallelism=5, default_cap=10).run(client) == (4, 5)
     finally:
         other.close()
 

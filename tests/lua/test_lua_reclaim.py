@@ -268,7 +268,7 @@ def test_reclaims_count_in_the_stats_bucket(pool, client):
     _expire(pool, "act", "mut", "qry")
     # When a worker claims
     reply = _reclaim(pool, max_query_reruns=3)
-    # Then three executions ended in error, one of them a permanent failure
+    # Then three executions ended in error, one of them a permanent failure (the one finish)
     assert dict(reply.reclaimed) == {
         "act": "retry",
         "mut": "failed",
@@ -277,7 +277,7 @@ def test_reclaims_count_in_the_stats_bucket(pool, client):
     }
     [(key, counters)] = _stats_buckets(pool).items()
     assert key == pool.keys.stats_prefix + str(reply.now_ms // BUCKET_MS)
-    assert counters == {"executions": 3, "errors": 3, "failures": 1}
+    assert counters == {"executions": 3, "errors": 3, "failures": 1, "finished": 1}
     assert 0 < client.pttl(key) <= 3_600_000
 
 

@@ -11,6 +11,7 @@ FIELDS = (
     "errors",
     "failures",
     "cap",
+    "finished",
 )
 
 

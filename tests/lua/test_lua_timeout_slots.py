@@ -81,7 +81,7 @@ def test_timeout_counts_as_an_erroring_execution(pool):
     pool.complete(("a", 1, "timeout", b"timeout"))
     # Then the stats count one execution, one error and one failure
     [counters] = _stats_buckets(pool).values()
-    assert counters == {"executions": 1, "errors": 1, "failures": 1}
+    assert counters == {"executions": 1, "errors": 1, "failures": 1, "finished": 1}
 
 
 def test_stale_timeout_adds_no_slot(pool, client):

@@ -96,3 +96,37 @@ def test_wake_token_is_never_doubled(pool):
     pool.update_config(4)
     # Then there is still one token
     assert pool.wake_tokens() == 1
+
+
+def test_pause_remembers_the_cap_and_resume_restores_it(pool, client):
+    # Given a pool with cap 7
+    pool.update_config(7)
+    # When it is paused
+    assert pool.set_cap(0, mode="pause") == (7, 0)
+    # Then the cap is 0 and the old one is remembered
+    assert client.hget(pool.keys.config, "resume_parallelism") == b"7"
+    # And pausing again keeps the remembered cap
+    assert pool.set_cap(0, mode="pause") == (0, 0)
+    assert client.hget(pool.keys.config, "resume_parallelism") == b"7"
+    # When it is resumed, it gets its cap back and forgets the remembered one
+    assert pool.set_cap(10, mode="resume") == (0, 7)
+    assert client.hget(pool.keys.config, "resume_parallelism") is None
+
+
+def test_resume_without_a_pause_uses_the_given_cap(pool):
+    # Given a pool that was never paused but stands at 0
+    pool.update_config(0)
+    # When it is resumed with a fallback cap of 4
+    # Then it gets that cap
+    assert pool.set_cap(4, mode="resume") == (0, 4)
+
+
+def test_setting_a_cap_forgets_a_remembered_one(pool, client):
+    # Given a paused pool
+    pool.update_config(5)
+    pool.set_cap(0, mode="pause")
+    # When a cap is set explicitly
+    pool.update_config(2)
+    # Then a later resume does not bring the old cap back: the pool runs, so it stays as it is
+    assert client.hget(pool.keys.config, "resume_parallelism") is None
+    assert pool.set_cap(9, mode="resume") == (2, 2)

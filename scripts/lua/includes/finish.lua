@@ -1,7 +1,9 @@
 -- finish(job, work_id, result, field, payload, now, callbacks_key, channel): record a terminal
 -- outcome. If the job has an on_complete callback it becomes due now in the callbacks zset in
 -- this same step (so it can never be lost); otherwise the status hash starts its TTL.
--- `field` is 'return_value' or 'error'; `payload` is its value.
+-- `field` is 'return_value' or 'error'; `payload` is its value. finished_count counts the
+-- calls, for the stats bucket.
+local finished_count = 0
 local function finish(job, work_id, result, field, payload, now, callbacks_key, channel)
   redis.call('HSET', job, 'state', 'finished', 'result', result, 'finished_at', now, field, payload)
   redis.call('HDEL', job, 'next_run_at', 'sid', 'cancel')
@@ -15,4 +17,5 @@ local function finish(job, work_id, result, field, payload, now, callbacks_key, 
     end
   end
   redis.call('PUBLISH', channel, work_id)
+  finished_count = finished_count + 1
 end

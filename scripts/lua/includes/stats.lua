@@ -1,11 +1,19 @@
--- record_stats(prefix, bucket_ms, ttl_ms, now, executions, errors, failures): add outcome
--- counts to the 10 s bucket holding `now` (key prefix .. bucket number, same hash tag).
-local function record_stats(prefix, bucket_ms, ttl_ms, now, executions, errors, failures)
-  if executions == 0 then
+-- record_stats(prefix, bucket_ms, ttl_ms, now, executions, errors, failures, finished): add
+-- outcome counts to the 10 s bucket holding `now` (key prefix .. bucket number, same hash tag).
+-- executions: attempts that ended; errors: those that raised (or were lost); failures: jobs
+-- that ended failed; finished: jobs that reached any terminal outcome.
+local function record_stats(prefix, bucket_ms, ttl_ms, now, executions, errors, failures,
+                            finished)
+  if executions == 0 and finished == 0 then
     return
   end
   local key = prefix .. math.floor(now / bucket_ms)
-  redis.call('HINCRBY', key, 'executions', executions)
+  if executions > 0 then
+    redis.call('HINCRBY', key, 'executions', executions)
+  end
+  if finished > 0 then
+    redis.call('HINCRBY', key, 'finished', finished)
+  end
   if errors > 0 then
     redis.call('HINCRBY', key, 'errors', errors)
   end
