@@ -292,8 +292,16 @@ class Worker:
             except REDIS_ERRORS as exc:
                 logger.warning("lease_renewal_failed", pool=pool, error=str(exc))
                 continue
+            by_member = {(h.kind, h.member): h for h in items}
             for kind, member in lost:
-                logger.warning("lease_lost", pool=pool, kind=kind, member=member)
+                held = by_member.get((kind, member))
+                logger.warning(
+                    "lease_lost",
+                    pool=pool,
+                    kind=kind,
+                    work_id=held.work_id if held else member,
+                    function=held.function if held else None,
+                )
 
     def _flush(self) -> None:
         now = time.monotonic()
