@@ -105,6 +105,9 @@ class Executor:
         self._pool.shutdown(wait=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._loop_thread.join(timeout=5)
+        if not self._loop_thread.is_alive():
+            # Closed here, not by the garbage collector at interpreter exit (which warns).
+            self._loop.close()
 
     def _start(
         self,

@@ -103,7 +103,11 @@ class RedisServer:
             str(Path(self.directory) / "redis.log"),
             *self.extra_args,
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own session: a Ctrl-C at the terminal must not kill it before its owner stops
+        # everything in order.
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + START_TIMEOUT_S
         client = redis.Redis(port=self.port, host="127.0.0.1", socket_timeout=1)
         try:
