@@ -10,8 +10,9 @@ its timeout is reported failed ("timeout"), but its thread cannot be killed, so 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from workpool.keys import THREAD_SLOT_PREFIX
 from workpool.scripts import LeaseItem
 
 
@@ -26,6 +27,7 @@ class Held:
     attempt: int
     function: str
     deadline: float | None = None  # monotonic time a sync job times out
+    started: float = field(default_factory=time.monotonic)  # monotonic start of the run
 
     def lease_item(self) -> LeaseItem:
         """The item as the extend_lease and hand_back scripts take it."""
@@ -34,7 +36,7 @@ class Held:
 
 def thread_slot(work_id: str, attempt: int) -> str:
     """The running-set member a timed-out thread holds (complete.lua names it the same)."""
-    return f"thread:{work_id}:{attempt}"
+    return f"{THREAD_SLOT_PREFIX}{work_id}:{attempt}"
 
 
 class Leases:

@@ -281,7 +281,7 @@ class Worker:
                     False,
                     "timeout",
                     TIMEOUT_ERROR,
-                    0.0,
+                    (now - held.started) * 1000,
                 )
             )
         if not self._leases.heartbeat_due(now):

@@ -24,7 +24,7 @@ from workpool.keys import POOLS_KEY, validate_pool_name
 from workpool.listing import LIST_STATES
 from workpool.pool import Workpool
 from workpool.settings import REDIS_URL_ENV, connect
-from workpool.status import Stats
+from workpool.status import State, Stats
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -46,7 +46,8 @@ class _Group(click.Group):
         except click.ClickException as exc:
             if not standalone:
                 raise
-            click.echo(f"Error: {exc.format_message()}", err=True)
+            # One line, always: click's own messages may span several (e.g. choices).
+            click.echo(f"Error: {' '.join(exc.format_message().split())}", err=True)
             raise SystemExit(
                 EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
             ) from None
@@ -60,7 +61,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (WorkpoolConnectionError, redis.ConnectionError, redis.TimeoutError) as exc:
-            raise click.ClickException(f"cannot reach Redis: {_first_line(exc)}") from exc
+            cause = exc.__cause__ if isinstance(exc, WorkpoolConnectionError) else exc
+            raise click.ClickException(f"cannot reach Redis: {_first_line(cause or exc)}") from exc
         except WorkpoolError as exc:
             if isinstance(exc, USAGE_ERRORS):
                 raise click.UsageError(_first_line(exc)) from exc
@@ -93,7 +95,10 @@ def _pool(name: str, *, must_exist: bool = True) -> Workpool:
     except WorkpoolError as exc:
         raise click.UsageError(_first_line(exc)) from exc
     client = _client()
-    if must_exist and not client.sismember(POOLS_KEY, name):
+    # Both checks answer at once when Redis is down, instead of the library's retrying.
+    if not must_exist:
+        client.ping()
+    elif not client.sismember(POOLS_KEY, name):
         raise click.UsageError(f"unknown pool {name!r} (see `workpool pools`)")
     return Workpool(name, redis=client, reconnect_timeout=CLI_RECONNECT_TIMEOUT_S)
 
@@ -285,8 +290,19 @@ def cancel(pool: str, work_ids: Sequence[str], cancel_all: bool, limit: int | No
     if cancel_all:
         click.echo(f"{pool}: canceled {handle.cancel_all(limit=limit)} jobs")
         return
-    for work_id in work_ids:
-        click.echo(f"{work_id}: {'canceled' if handle.cancel(work_id) else 'already finished'}")
+    unknown = 0
+    for status in handle.status_batch(list(work_ids)):
+        if status.state == State.UNKNOWN:
+            unknown += 1
+            click.echo(f"{status.work_id}: unknown (no such job)")
+        elif status.state == State.FINISHED or not handle.cancel(status.work_id):
+            click.echo(f"{status.work_id}: already finished")
+        elif status.state == State.RUNNING:
+            click.echo(f"{status.work_id}: cancel requested (running: it may still succeed)")
+        else:
+            click.echo(f"{status.work_id}: canceled")
+    if unknown:
+        _fail(f"{unknown} of {len(work_ids)} work ids are unknown")
 
 
 @main.command()

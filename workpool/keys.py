@@ -18,6 +18,9 @@ POOLS_KEY = f"{PREFIX}:pools"
 # Workers read a pool's stream through this consumer group.
 CONSUMER_GROUP = "workers"
 MAX_POOL_NAME_LENGTH = 200
+# A timed-out thread holds a running-set member named THREAD_SLOT_PREFIX + "<work id>:<attempt>"
+# (complete.lua builds the same name) until it returns: it counts against the cap, but is no job.
+THREAD_SLOT_PREFIX = "thread:"
 
 
 def validate_pool_name(name: object) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from workpool.keys import PoolKeys
+from workpool.keys import THREAD_SLOT_PREFIX, PoolKeys
 
 LIST_STATES = ("pending", "scheduled", "running")
 MAX_LIST_LIMIT = 10_000
@@ -53,7 +53,9 @@ def list_jobs(client: redis.Redis, keys: PoolKeys, state: str, limit: int) -> li
         work_ids = [f[b"id"].decode() for _, f in entries if b"id" in f]
     else:
         key = keys.delayed if state == "scheduled" else keys.running
-        work_ids = [m.decode() for m in client.zrange(key, 0, limit - 1)]
+        members = [m.decode() for m in client.zrange(key, 0, limit - 1)]
+        # A timed-out thread's slot counts against the cap but is not a job: leave it out.
+        work_ids = [m for m in members if not m.startswith(THREAD_SLOT_PREFIX)]
     pipe = client.pipeline(transaction=False)
     for work_id in work_ids:
         pipe.hmget(keys.job(work_id), *_FIELDS)
