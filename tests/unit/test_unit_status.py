@@ -23,6 +23,7 @@ STATS_FIELDS = {
     "scheduled",
     "oldest_pending_ms",
     "recent_executions",
+    "recent_finished",
     "recent_error_rate",
     "recent_permanent_failure_rate",
     "max_parallelism",
@@ -116,6 +117,7 @@ def test_stats_of_a_pool_without_workers(make_pool):
     assert (stats.pool, stats.pending, stats.running, stats.scheduled) == ("pool", 2, 0, 1)
     assert 0 <= stats.oldest_pending_ms < 10_000
     assert stats.recent_executions == 0
+    assert stats.recent_finished == 0
     assert stats.recent_error_rate == 0.0
     assert stats.recent_permanent_failure_rate == 0.0
     assert stats.max_parallelism == 10
@@ -171,6 +173,7 @@ def test_log_stats_writes_one_json_line(make_pool, capsys, unconfigured_structlo
         "scheduled",
         "oldest_pending_ms",
         "recent_executions",
+        "recent_finished",
         "recent_error_rate",
         "recent_permanent_failure_rate",
         "max_parallelism",
