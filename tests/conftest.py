@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import WorkerProcess
+from helpers import WorkerProcess, release_blocked, wait_until
 
-from workpool import Workpool
+from workpool import Result, Workpool
 from workpool.embedded import RedisServer, start_redis_server
 
 _counter = itertools.count()
@@ -79,3 +79,30 @@ def start_workers(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., list
     yield start
     for w in started:
         w.stop()
+
+
+@pytest.fixture
+def ready_workers(start_workers, r: redis.Redis) -> Iterator[Callable[..., list[WorkerProcess]]]:
+    """Like `start_workers`, but returns once every worker has logged `worker_started`.
+
+    At teardown it releases every blocking test job first, so a test that failed before its
+    release does not leave workers draining until they are killed.
+    """
+
+    def start(count: int = 1, **kwargs: Any) -> list[WorkerProcess]:
+        return [w.wait_ready() for w in start_workers(count, **kwargs)]
+
+    yield start
+    release_blocked(r)
+
+
+@pytest.fixture
+def finished() -> Callable[..., Result]:
+    """Poll until a job has finished and return its Result (plain reads, no pub/sub)."""
+
+    def wait(pool: Workpool, work_id: str, timeout_s: float = 10.0) -> Result:
+        return wait_until(
+            lambda: pool.result(work_id), timeout_s, message=f"work {work_id} to finish"
+        )
+
+    return wait

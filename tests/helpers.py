@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,8 @@ import redis
 T = TypeVar("T")
 
 TESTS_DIR = Path(__file__).parent
+# Generous upper bound for a worker subprocess to start; a passing test never waits this long.
+STARTUP_TIMEOUT_S = 15.0
 ROOT = TESTS_DIR.parent
 
 
@@ -111,6 +114,32 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path else ""
 
+    def events(self, event: str | None = None) -> list[dict]:
+        """The JSON log lines it wrote (only those with `event`, if given), oldest first."""
+        found = []
+        for line in self.log().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and (event is None or record.get("event") == event):
+                found.append(record)
+        return found
+
+    def logged(self, event: str) -> bool:
+        """Whether it has written a JSON log line with the given `event`."""
+        return bool(self.events(event))
+
+    def wait_ready(self, timeout_s: float = STARTUP_TIMEOUT_S) -> WorkerProcess:
+        """Wait until it has logged `worker_started` (and has not exited)."""
+        wait_until(
+            lambda: self.logged("worker_started") or self.process.poll() is not None,
+            timeout_s,
+            message="worker_started in the worker log",
+        )
+        assert self.process.poll() is None, f"worker exited at startup:\n{self.log()}"
+        return self
+
     def signal(self, signum: int) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signum)
@@ -129,3 +158,9 @@ class WorkerProcess:
                 self.process.wait(timeout=5)
         if self._log is not subprocess.DEVNULL:
             self._log.close()
+
+
+def release_blocked(client: redis.Redis) -> None:
+    """Let every blocking test job that started (`jobs.block_until` and kin) return."""
+    for key in client.scan_iter(match="*:started"):
+        client.set(key.decode().removesuffix(":started") + ":release", 1)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -11,51 +10,14 @@ import pytest
 import redis
 from helpers import WorkerProcess, wait_until
 
-from workpool import Result, State, Workpool
+from workpool import State, Workpool
 from workpool.keys import PoolKeys
-
-# Generous upper bounds for polling; a passing test never waits this long.
-STARTUP_TIMEOUT_S = 15.0
-
-
-def _logged(worker: WorkerProcess, event: str) -> bool:
-    for line in worker.log().splitlines():
-        try:
-            if json.loads(line).get("event") == event:
-                return True
-        except ValueError:
-            continue
-    return False
 
 
 @pytest.fixture
 def logged() -> Callable[[WorkerProcess, str], bool]:
     """Whether a worker has written a JSON log line with the given `event`."""
-    return _logged
-
-
-@pytest.fixture
-def ready_workers(start_workers, r: redis.Redis) -> Iterator[Callable[..., list[WorkerProcess]]]:
-    """Like `start_workers`, but returns once every worker has logged `worker_started`.
-
-    At teardown it releases every `jobs.block_until` job, so a test that failed before its
-    release does not leave workers draining until they are killed.
-    """
-
-    def start(count: int = 1, **kwargs: Any) -> list[WorkerProcess]:
-        workers = start_workers(count, **kwargs)
-        for w in workers:
-            wait_until(
-                lambda w=w: _logged(w, "worker_started") or w.process.poll() is not None,
-                STARTUP_TIMEOUT_S,
-                message="worker_started in the worker log",
-            )
-            assert w.process.poll() is None, f"worker exited at startup:\n{w.log()}"
-        return workers
-
-    yield start
-    for key in r.scan_iter(match="*:started"):
-        r.set(key.decode().removesuffix(":started") + ":release", 1)
+    return WorkerProcess.logged
 
 
 @pytest.fixture
@@ -77,18 +39,6 @@ def job_key() -> Callable[[Workpool, str], str]:
         return PoolKeys.for_pool(pool.name).job(work_id)
 
     return key
-
-
-@pytest.fixture
-def finished() -> Callable[..., Result]:
-    """Poll until a job has finished and return its Result (no pub/sub: plain reads)."""
-
-    def wait(pool: Workpool, work_id: str, timeout_s: float = 10.0) -> Result:
-        return wait_until(
-            lambda: pool.result(work_id), timeout_s, message=f"work {work_id} to finish"
-        )
-
-    return wait
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ redis-server processes that a test may kill and restart on the same port and dir
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,40 +14,24 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import WorkerProcess, wait_until
+from helpers import STARTUP_TIMEOUT_S, WorkerProcess
 
-from workpool import Result, Workpool
+from workpool import Workpool
 from workpool.embedded import RedisServer, start_redis_server
 from workpool.keys import PoolKeys
 
-# Generous upper bound for a worker to come up; a passing test never waits this long.
-STARTUP_TIMEOUT_S = 15.0
 # AOF with an fsync per write: every write acknowledged to a client survives a SIGKILL.
 AOF_ARGS = ("--appendonly", "yes", "--appendfsync", "always")
 
 
 def events(worker: WorkerProcess, event: str | None = None) -> list[dict[str, Any]]:
     """The JSON log lines a worker wrote (only those with `event`, if given), oldest first."""
-    found = []
-    for line in worker.log().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and (event is None or record.get("event") == event):
-            found.append(record)
-    return found
+    return worker.events(event)
 
 
 def wait_ready(worker: WorkerProcess, timeout_s: float = STARTUP_TIMEOUT_S) -> WorkerProcess:
     """Wait until `worker` has logged `worker_started` (and has not exited)."""
-    wait_until(
-        lambda: events(worker, "worker_started") or worker.process.poll() is not None,
-        timeout_s,
-        message="worker_started in the worker log",
-    )
-    assert worker.process.poll() is None, f"worker exited at startup:\n{worker.log()}"
-    return worker
+    return worker.wait_ready(timeout_s)
 
 
 @pytest.fixture
@@ -61,34 +44,6 @@ def log_events() -> Callable[..., list[dict[str, Any]]]:
 def ready() -> Callable[..., WorkerProcess]:
     """`ready(worker)`: wait until a worker started by hand has logged `worker_started`."""
     return wait_ready
-
-
-@pytest.fixture
-def ready_workers(start_workers, r: redis.Redis) -> Iterator[Callable[..., list[WorkerProcess]]]:
-    """Like `start_workers`, but returns once every worker has logged `worker_started`.
-
-    At teardown it releases every blocking test job (keys `*:started`), so a test that failed
-    before its release does not leave workers draining until they are killed.
-    """
-
-    def start(count: int = 1, **kwargs: Any) -> list[WorkerProcess]:
-        return [wait_ready(w) for w in start_workers(count, **kwargs)]
-
-    yield start
-    for key in r.scan_iter(match="*:started"):
-        r.set(key.decode().removesuffix(":started") + ":release", 1)
-
-
-@pytest.fixture
-def finished() -> Callable[..., Result]:
-    """Poll until a job has finished and return its Result (plain reads, no pub/sub)."""
-
-    def wait(pool: Workpool, work_id: str, timeout_s: float = 10.0) -> Result:
-        return wait_until(
-            lambda: pool.result(work_id), timeout_s, message=f"work {work_id} to finish"
-        )
-
-    return wait
 
 
 @pytest.fixture

@@ -10,21 +10,19 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from click.testing import CliRunner, Result
-from helpers import WorkerProcess, wait_until
+from helpers import STARTUP_TIMEOUT_S, WorkerProcess, release_blocked, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from workpool import State, Workpool
 from workpool.cli import main
 
-# Generous upper bounds for polling; a passing test never waits this long.
-STARTUP_TIMEOUT_S = 15.0
 FINISH_TIMEOUT_S = 15.0
 
 
@@ -76,30 +74,12 @@ def cli(redis_url: str) -> Callable[..., Result]:
 
 def logged(worker: WorkerProcess, event: str) -> bool:
     """Whether a worker has written a JSON log line with the given `event`."""
-    for line in worker.log().splitlines():
-        try:
-            if json.loads(line).get("event") == event:
-                return True
-        except ValueError:
-            continue
-    return False
+    return worker.logged(event)
 
 
 def wait_ready(worker: WorkerProcess) -> WorkerProcess:
     """Wait until `worker` has logged `worker_started` (and has not exited)."""
-    wait_until(
-        lambda: logged(worker, "worker_started") or worker.process.poll() is not None,
-        STARTUP_TIMEOUT_S,
-        message="worker_started in the worker log",
-    )
-    assert worker.process.poll() is None, f"worker exited at startup:\n{worker.log()}"
-    return worker
-
-
-def release_blocked(client: redis.Redis) -> None:
-    """Let every `jobs.block_until` / `jobs.faults_hold` job that started return."""
-    for key in client.scan_iter(match="*:started"):
-        client.set(key.decode().removesuffix(":started") + ":release", 1)
+    return worker.wait_ready()
 
 
 def start_ready_worker(
@@ -112,23 +92,6 @@ def start_ready_worker(
     except BaseException:
         worker.stop()
         raise
-
-
-@pytest.fixture
-def ready_workers(start_workers, r: redis.Redis) -> Iterator[Callable[..., list[WorkerProcess]]]:
-    """Like `start_workers`, but returns once every worker has logged `worker_started`.
-
-    At teardown it releases every blocking job first, so workers stop at once.
-    """
-
-    def start(count: int = 1, **kwargs: Any) -> list[WorkerProcess]:
-        return [wait_ready(w) for w in start_workers(count, **kwargs)]
-
-    yield start
-    release_blocked(r)
-
-
-# -- jobs -------------------------------------------------------------------------------------
 
 
 def wait_finished(pool: Workpool, work_ids: list[str]) -> None:
