@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -12,10 +11,10 @@ import redis
 import structlog
 
 from workpool.codec import unpack
+from workpool.enqueue import JobWriter
 from workpool.errors import (
     InvalidRetryBehavior,
     InvalidSchedule,
-    UnknownFunction,
     WaitTimeout,
     WorkFailed,
     WorkNotFound,
@@ -35,9 +34,8 @@ from workpool.options import (
     ttl_ms_of,
 )
 from workpool.retry import DEFAULT_RETRY_BEHAVIOR, NO_RETRY, RetryBehavior
-from workpool.scripts import Scripts, run_in_transaction
+from workpool.scripts import Scripts
 from workpool.settings import (
-    call_with_reconnect,
     connect,
     reconnecting,
     translate_connection_errors,
@@ -54,8 +52,6 @@ DEFAULT_RECONNECT_TIMEOUT_S = 30.0
 STATS_BUCKET_MS = 10_000
 # Stats buckets outlive the longest window stats() accepts, then expire on their own.
 STATS_TTL_MS = 3600 * 1000
-# Jobs per enqueue script call; larger batches go as several calls in one MULTI/EXEC.
-ENQUEUE_CHUNK = 2000
 # How long wait() trusts pub/sub alone before re-reading the status (a message can be lost
 # when a connection drops and reconnects).
 WAIT_RECHECK_S = 1.0
@@ -119,6 +115,7 @@ class Workpool:
         if self.redis.get_connection_kwargs().get("decode_responses"):
             raise ValueError("the Redis client must not decode responses (payloads are bytes)")
         self.scripts = Scripts(self.redis)
+        self._writer = JobWriter(self.redis, self.keys, self.reconnect_timeout)
         self._initialized = False
 
     def __repr__(self) -> str:
@@ -284,7 +281,6 @@ class Workpool:
         packed = [pack_args(a, limit=self.max_payload_bytes) for a in args_list]
         if not packed:
             return []
-        ids = [_new_work_id() for _ in packed]
 
         def call(chunk_ids: Sequence[str], chunk_args: Sequence[bytes]) -> Any:
             return self.scripts.enqueue(
@@ -307,63 +303,21 @@ class Workpool:
 
         # No log line here: enqueue is a producer's hot path, and an application that has not
         # configured structlog would see every call printed.
-        stored_cap = self._run_enqueue_calls(ids, packed, call)
+        ids, stored_cap = self._writer.write(fn_name, packed, call)
         self._note_pool(stored_cap)
         return ids
-
-    def _run_enqueue_calls(
-        self, ids: list[str], packed: list[bytes], call: Callable[..., Any]
-    ) -> int:
-        """Send the enqueue calls; returns the pool's stored cap."""
-        chunks = [
-            range(i, min(i + ENQUEUE_CHUNK, len(ids))) for i in range(0, len(ids), ENQUEUE_CHUNK)
-        ]
-        calls = [call([ids[i] for i in c], [packed[i] for i in c]) for c in chunks]
-
-        # A large batch goes as several script calls in one MULTI/EXEC: it lands whole or not.
-        def send() -> list[tuple[int, str]]:
-            if len(calls) == 1:
-                return [calls[0].run(self.redis)]
-            return run_in_transaction(self.redis, calls)
-
-        # Retrying is safe: the ids are fixed, so a write that landed before its reply was lost
-        # shows up below as "ids exist", all of them, and is recognised as ours.
-        replies = call_with_reconnect(send, timeout_s=self.reconnect_timeout, operation="enqueue")
-        stored_cap = self._cap_for_new_pool()
-        for chunk, (code, detail) in zip(chunks, replies, strict=True):
-            if code == 1:
-                raise UnknownFunction(
-                    f"function {detail!r} is not registered by the workers of pool {self.name!r}"
-                )
-            if code == 2 and self._all_exist([ids[i] for i in chunk]):
-                # Our own earlier try of this very call landed; only its reply was lost.
-                stored_cap = int(self.redis.hget(self.keys.config, "max_parallelism") or 0)
-            elif code == 2:
-                # An id collision (astronomically rare): nothing of this chunk was written.
-                for i in chunk:
-                    ids[i] = _new_work_id()
-                chunk_ids, chunk_args = [ids[i] for i in chunk], [packed[i] for i in chunk]
-                stored_cap = self._run_enqueue_calls(chunk_ids, chunk_args, call)
-                for i, work_id in zip(chunk, chunk_ids, strict=True):
-                    ids[i] = work_id  # the retry may have drawn fresh ids again
-            else:
-                stored_cap = int(detail)
-        return stored_cap
-
-    def _all_exist(self, work_ids: list[str]) -> bool:
-        return bool(self.redis.exists(*(self.keys.job(w) for w in work_ids)) == len(work_ids))
 
     def _cap_for_new_pool(self) -> int:
         return DEFAULT_MAX_PARALLELISM if self._initial_cap is None else self._initial_cap
 
-    def _note_pool(self, stored_cap: int) -> None:
+    def _note_pool(self, stored_cap: int | None) -> None:
         # Once per handle: list the pool for admin tools, and say so if the constructor asked
         # for a cap other than the stored one (config lives in Redis and is never overridden).
         if self._initialized:
             return
         self._initialized = True
         self.redis.sadd(POOLS_KEY, self.name)
-        if self._initial_cap is not None and stored_cap != self._initial_cap:
+        if self._initial_cap is not None and stored_cap not in (None, self._initial_cap):
             logger.warning(
                 "config_kept",
                 pool=self.name,
@@ -583,11 +537,6 @@ class Workpool:
     def close(self) -> None:
         """Close the Redis connections this pool opened."""
         self.redis.close()
-
-
-def _new_work_id() -> str:
-    # 80 random bits, hex: short keys (memory per job matters) and collisions are checked anyway.
-    return secrets.token_hex(10)
 
 
 def _check_id(work_id: object) -> str:
