@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "systems"))
 
 import dramatiq
 import redis
-from common import LATENCY_KEY, LATENESS_KEY, emit, paced, parse, timed
+from common import LATENCY_KEY, LATENESS_KEY, emit, paced, parse, record_run, timed
 from dramatiq.brokers.redis import RedisBroker
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:1/0")
@@ -28,14 +28,7 @@ _redis = redis.Redis.from_url(URL)
 @dramatiq.actor(max_retries=0)
 def incr(ts: float | None = None, key: str | None = None) -> None:
     """INCR the counter; with `ts`, RPUSH (start - ts) seconds to `key`."""
-    start = time.time()
-    if ts is None or key is None:
-        _redis.incr("bench:count")
-        return
-    pipe = _redis.pipeline(transaction=False)
-    pipe.incr("bench:count")
-    pipe.rpush(key, repr(start - ts))
-    pipe.execute()
+    record_run(_redis, ts, key)
 
 
 def main() -> None:

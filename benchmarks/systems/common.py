@@ -52,3 +52,19 @@ def paced(n: int, interval_s: float, send: Callable[[float], None]) -> None:
 def chunks(n: int, size: int) -> list[int]:
     """Sizes of consecutive chunks covering n."""
     return [min(size, n - i) for i in range(0, n, size)]
+
+
+def record_run(client: Any, ts: float | None, key: str | None) -> None:
+    """What every benchmark job does: INCR the counter, and record its start.
+
+    With `ts`, it also RPUSHes the seconds from `ts` to now onto `key`, in the same round trip.
+    `client` is a sync redis-py client.
+    """
+    start = time.time()
+    if ts is None or key is None:
+        client.incr("bench:count")
+        return
+    pipe = client.pipeline(transaction=False)
+    pipe.incr("bench:count")
+    pipe.rpush(key, repr(start - ts))
+    pipe.execute()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import time
 
 import redis
+from common import record_run
 
 import workpool
 
@@ -15,11 +15,4 @@ _redis = redis.Redis.from_url(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0
 @workpool.function(name="bench.incr")
 def incr(ts: float | None = None, key: str | None = None) -> None:
     """INCR the counter; with `ts`, RPUSH (start - ts) seconds to `key`."""
-    start = time.time()
-    if ts is None or key is None:
-        _redis.incr("bench:count")
-        return
-    pipe = _redis.pipeline(transaction=False)
-    pipe.incr("bench:count")
-    pipe.rpush(key, repr(start - ts))
-    pipe.execute()
+    record_run(_redis, ts, key)
