@@ -26,7 +26,7 @@ from workers.consumer import PoolConsumer, Wake
 from workers.executor import TIMEOUT_ERROR, Executor, Finished
 from workers.lease import Held, Leases
 from workers.metrics import WorkerMetrics
-from workpool import Stats, Workpool
+from workpool import Workpool
 from workpool.errors import UnknownFunction, WorkpoolError
 from workpool.functions import lookup, registered_names
 from workpool.keys import validate_pool_name
@@ -175,7 +175,10 @@ class Worker:
         self._executor = Executor(self.concurrency, self._events.put)
         host, port = self._metrics_address
         if port is not None:
-            self._metrics = WorkerMetrics(self._read_pools)
+            # One handle per pool, made once; scrapes read stats through them from the metrics
+            # server's thread (the client is thread-safe).
+            handles = [Workpool(p, redis=self._client, reconnect_timeout=0) for p in self.pools]
+            self._metrics = WorkerMetrics(lambda: [h.stats() for h in handles])
             self._metrics.in_flight.set_function(lambda: self._in_flight)
             self._metrics.serve(port, host)
         for consumer in self._consumers.values():
@@ -403,11 +406,6 @@ class Worker:
     def _recorded(self, finished: Finished, code: str) -> None:
         if self._metrics is not None:
             self._metrics.job_ended(finished.pool, finished.function, code, finished.duration_ms)
-
-    def _read_pools(self) -> list[Stats]:
-        # Called from the metrics server's thread at scrape time; the client is thread-safe.
-        handles = [Workpool(p, redis=self._client, reconnect_timeout=0) for p in self.pools]
-        return [h.stats() for h in handles]
 
     def _back_off(self, consumer: PoolConsumer, operation: str, exc: Exception) -> None:
         consumer.retry_s = min(RETRY_MAX_S, max(RETRY_MIN_S, consumer.retry_s * 2))

@@ -167,17 +167,7 @@ def test_log_stats_writes_one_json_line(make_pool, capsys, unconfigured_structlo
     record = json.loads(lines[0])
     assert record["event"] == "pool_stats"
     assert record["pool"] == "pool"
-    for key in (
-        "pending",
-        "running",
-        "scheduled",
-        "oldest_pending_ms",
-        "recent_executions",
-        "recent_finished",
-        "recent_error_rate",
-        "recent_permanent_failure_rate",
-        "max_parallelism",
-    ):
+    for key in STATS_FIELDS:
         assert record[key] == getattr(returned, key), key
     assert record["pending"] == 1
     assert record["max_parallelism"] == 10
