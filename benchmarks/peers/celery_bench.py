@@ -15,7 +15,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "systems"))
 
-import redis
 from celery import Celery, group
 from common import LATENCY_KEY, LATENESS_KEY, chunks, emit, paced, parse, record_run, timed
 
@@ -23,13 +22,12 @@ URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:1/0")
 app = Celery("celery_bench", broker=URL)
 app.conf.task_ignore_result = True
 app.conf.worker_hijack_root_logger = False
-_redis = redis.Redis.from_url(URL)
 
 
 @app.task(name="bench.incr")
 def incr(ts: float | None = None, key: str | None = None) -> None:
     """INCR the counter; with `ts`, RPUSH (start - ts) seconds to `key`."""
-    record_run(_redis, ts, key)
+    record_run(ts, key)
 
 
 def main() -> None:

@@ -15,20 +15,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "systems"))
 
 import dramatiq
-import redis
 from common import LATENCY_KEY, LATENESS_KEY, emit, paced, parse, record_run, timed
 from dramatiq.brokers.redis import RedisBroker
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:1/0")
 broker = RedisBroker(url=URL)
 dramatiq.set_broker(broker)
-_redis = redis.Redis.from_url(URL)
 
 
 @dramatiq.actor(max_retries=0)
 def incr(ts: float | None = None, key: str | None = None) -> None:
     """INCR the counter; with `ts`, RPUSH (start - ts) seconds to `key`."""
-    record_run(_redis, ts, key)
+    record_run(ts, key)
 
 
 def main() -> None:

@@ -14,19 +14,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "systems"))
 
-import redis
 from common import LATENCY_KEY, LATENESS_KEY, emit, paced, parse, record_run, timed
 from huey import RedisHuey
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:1/0")
 huey = RedisHuey("bench", url=URL, results=False)
-_redis = redis.Redis.from_url(URL)
 
 
 @huey.task()
 def incr(ts: float | None = None, key: str | None = None) -> None:
     """INCR the counter; with `ts`, RPUSH (start - ts) seconds to `key`."""
-    record_run(_redis, ts, key)
+    record_run(ts, key)
 
 
 def main() -> None:

@@ -20,12 +20,11 @@ from common import LATENCY_KEY, LATENESS_KEY, chunks, emit, paced, parse, record
 from rq import Queue
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:1/0")
-_redis = redis.Redis.from_url(URL)
 
 
 def incr(ts: float | None = None, key: str | None = None) -> None:
     """INCR the counter; with `ts`, RPUSH (start - ts) seconds to `key`."""
-    record_run(_redis, ts, key)
+    record_run(ts, key)
 
 
 def main() -> None:
@@ -38,7 +37,7 @@ def main() -> None:
         argv = [rq_bin, "worker-pool", "-n", str(a.concurrency), "-u", a.url, "-q"]
         argv += ["-w", "rq.worker.SimpleWorker", "-P", here, "bench"]
         os.execv(rq_bin, argv)
-    q = Queue("bench", connection=_redis)
+    q = Queue("bench", connection=redis.Redis.from_url(URL))
     if a.sub == "setup":
         emit()
     elif a.sub == "produce":

@@ -1,7 +1,7 @@
 """The raw floor: no-op jobs moved by a plain LPUSH/BRPOP loop (main venv's Python).
 
-A worker process runs C threads, each looping BRPOP + INCR. A job is an empty string, or
-"ts key" when it carries an enqueue timestamp for the pickup-latency figure.
+A worker process runs C threads, each looping BRPOP + the shared job body (one INCR). A job is
+an empty string, or "ts key" when it carries an enqueue timestamp for the pickup-latency figure.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import threading
 import time
 
 import redis
-from common import LATENCY_KEY, chunks, emit, paced, parse, timed
+from common import LATENCY_KEY, chunks, emit, paced, parse, record_run, timed
 
 QUEUE = "bench:raw"
 
@@ -22,16 +22,12 @@ def work(r: redis.Redis, stop: threading.Event) -> None:
         item = r.brpop([QUEUE], timeout=1)
         if item is None:
             continue
-        start = time.time()
         body = item[1]
         if body:
             ts, key = body.split(b" ", 1)
-            pipe = r.pipeline(transaction=False)
-            pipe.incr("bench:count")
-            pipe.rpush(key, repr(start - float(ts)))
-            pipe.execute()
+            record_run(float(ts), key.decode())
         else:
-            r.incr("bench:count")
+            record_run(None, None)
 
 
 def worker(url: str, concurrency: int) -> None:
