@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import redis
 import structlog
@@ -19,9 +20,10 @@ from workers.executor import Finished
 from workpool.keys import POOLS_KEY, PoolKeys
 from workpool.pool import DEFAULT_MAX_PARALLELISM, STATS_BUCKET_MS, STATS_TTL_MS
 from workpool.retry import RetryBehavior, draw_jitter
-from workpool.scripts import CallbackReport, ClaimReply, LeaseItem, Outcome, Scripts
+from workpool.scripts import Call, CallbackReport, ClaimReply, LeaseItem, Outcome, Scripts
 
 logger = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # An idle waiter re-checks the pool at least this often even without a token, in case one was
 # lost (e.g. a worker died holding it), and at least once a lease, so an idle worker that never
@@ -85,6 +87,8 @@ class PoolConsumer:
         self.retry_at = 0.0
         self.retry_s = 0.0
         self._finished: list[Finished] = []
+        # The dispatcher's own connection for this pool's script calls (see Call.run_on).
+        self._conn: redis.connection.AbstractConnection | None = None
         self._armed = threading.Event()
         self._stopped = threading.Event()
         self._waiter_client_id: int | None = None
@@ -141,9 +145,16 @@ class PoolConsumer:
         return min((d for d in dues if d is not None), default=None)
 
     def claim(self, capacity: int) -> ClaimReply:
-        """Claim up to `capacity` callbacks and jobs (0: only promote due jobs)."""
+        """Record queued job outcomes, then claim up to `capacity` callbacks and jobs.
+
+        With capacity 0 it only records, reclaims and promotes due jobs. One round trip: the
+        slots the outcomes free are counted in the same step.
+        """
         capacity = min(capacity, MAX_CLAIM)
-        reply = self._scripts.claim(
+        ended = [f for f in self._finished if not f.is_callback]
+        if ended:
+            self._finished = [f for f in self._finished if f.is_callback]
+        call = self._scripts.claim(
             self.keys,
             worker=self._worker_id,
             capacity=capacity,
@@ -156,7 +167,15 @@ class PoolConsumer:
             max_query_reruns=MAX_QUERY_RERUNS,
             callback_max_attempts=CALLBACK_RETRY.max_attempts,
             dead_maxlen=DEAD_MAXLEN,
-        ).run(self._client)
+            outcomes=_outcomes(ended),
+        )
+        try:
+            reply = self._run(call)
+        except redis.RedisError:
+            # Keep them for the next call; the caller backs off.
+            self._finished = ended + self._finished
+            raise
+        self._recorded_jobs(ended, reply.codes)
         self.needs_claim = False
         self.holding_token = False
         got = len(reply.jobs) + len(reply.callbacks)
@@ -180,19 +199,23 @@ class PoolConsumer:
 
     def renew(self, items: list[LeaseItem]) -> list[tuple[str, str]]:
         """Renew the leases of `items`; returns the (kind, member) of those this worker lost."""
-        return self._scripts.extend_lease(
-            self.keys, worker=self._worker_id, lease_ms=self._lease_ms, items=items
-        ).run(self._client)
+        return self._run(
+            self._scripts.extend_lease(
+                self.keys, worker=self._worker_id, lease_ms=self._lease_ms, items=items
+            )
+        )
 
     def hand_back(self, items: list[LeaseItem]) -> list[str]:
         """Give unfinished items back to the pool (a stopping worker); one code per item."""
-        return self._scripts.hand_back(
-            self.keys,
-            worker=self._worker_id,
-            bucket_ms=STATS_BUCKET_MS,
-            stats_ttl_ms=STATS_TTL_MS,
-            items=items,
-        ).run(self._client)
+        return self._run(
+            self._scripts.hand_back(
+                self.keys,
+                worker=self._worker_id,
+                bucket_ms=STATS_BUCKET_MS,
+                stats_ttl_ms=STATS_TTL_MS,
+                items=items,
+            )
+        )
 
     def pass_token(self) -> None:
         """Put back a wake token this worker took but cannot use, for another idle worker.
@@ -216,19 +239,21 @@ class PoolConsumer:
         self._finished.append(finished)
         self.needs_claim = True
 
-    def flush(self) -> bool:
-        """Record every queued ended run in Redis, one script call per kind.
+    def flush(self, *, jobs: bool = True) -> bool:
+        """Record queued ended runs in Redis, one script call per kind.
 
-        Returns whether there was anything to record.
+        With jobs=False only callbacks' reports: job outcomes then wait for the next claim,
+        which carries them. Returns whether there was anything to record.
         """
-        if not self._finished:
+        batch = self._finished if jobs else [f for f in self._finished if f.is_callback]
+        if not batch:
             return False
-        batch, self._finished = self._finished, []
-        jobs = [f for f in batch if not f.is_callback]
+        self._finished = [] if jobs else [f for f in self._finished if not f.is_callback]
         callbacks = [f for f in batch if f.is_callback]
+        jobs_ended = [f for f in batch if not f.is_callback]
         try:
-            if jobs:
-                self._record_jobs(jobs)
+            if jobs_ended:
+                self._record_jobs(jobs_ended)
             if callbacks:
                 self._record_callbacks(callbacks)
         except redis.RedisError:
@@ -238,15 +263,19 @@ class PoolConsumer:
         return True
 
     def _record_jobs(self, jobs: list[Finished]) -> None:
-        outcomes = [Outcome(f.work_id, f.attempt, f.status, f.payload, draw_jitter()) for f in jobs]
-        codes = self._scripts.complete(
-            self.keys,
-            worker=self._worker_id,
-            bucket_ms=STATS_BUCKET_MS,
-            stats_ttl_ms=STATS_TTL_MS,
-            lease_ms=self._lease_ms,
-            outcomes=outcomes,
-        ).run(self._client)
+        codes = self._run(
+            self._scripts.complete(
+                self.keys,
+                worker=self._worker_id,
+                bucket_ms=STATS_BUCKET_MS,
+                stats_ttl_ms=STATS_TTL_MS,
+                lease_ms=self._lease_ms,
+                outcomes=_outcomes(jobs),
+            )
+        )
+        self._recorded_jobs(jobs, codes)
+
+    def _recorded_jobs(self, jobs: list[Finished], codes: list[str]) -> None:
         for finished, code in zip(jobs, codes, strict=True):
             _log_job(self.pool, finished, code)
             if self._on_recorded is not None:
@@ -262,14 +291,29 @@ class PoolConsumer:
             )
             for f in callbacks
         ]
-        codes = self._scripts.complete_callback(
-            self.keys,
-            worker=self._worker_id,
-            max_attempts=CALLBACK_RETRY.max_attempts,
-            reports=reports,
-        ).run(self._client)
+        codes = self._run(
+            self._scripts.complete_callback(
+                self.keys,
+                worker=self._worker_id,
+                max_attempts=CALLBACK_RETRY.max_attempts,
+                reports=reports,
+            )
+        )
         for finished, code in zip(callbacks, codes, strict=True):
             _log_callback(self.pool, finished, code)
+
+    def _run(self, call: Call[T]) -> T:
+        # Only the dispatcher thread makes these calls, so one connection serves them all.
+        if self._conn is None:
+            pool = self._client.connection_pool
+            self._conn = pool.connection_class(**pool.connection_kwargs)
+        return call.run_on(self._conn)
+
+    def close(self) -> None:
+        """Close the dispatcher's connection of this pool."""
+        if self._conn is not None:
+            self._conn.disconnect()
+            self._conn = None
 
     # -- waiting ----------------------------------------------------------------------------
 
@@ -325,6 +369,10 @@ class PoolConsumer:
             self._post(Wake(self.pool, token is not None))
         if conn is not None:
             conn.disconnect()
+
+
+def _outcomes(ended: list[Finished]) -> list[Outcome]:
+    return [Outcome(f.work_id, f.attempt, f.status, f.payload, draw_jitter()) for f in ended]
 
 
 def _local_time(redis_ms: int | None, redis_now_ms: int, local_now: float) -> float | None:

@@ -146,15 +146,18 @@ class Worker:
             while True:
                 self._wait_for_events()
                 self._tend_leases()
-                self._flush()
+                # Callbacks' reports first, so the claim's reply knows when retried ones are due.
+                self._flush(jobs=self._stopping)
+                if not self._stopping:
+                    # Carries the pools' job outcomes too: one round trip ends and starts work.
+                    self._claim()
+                    self._flush(jobs=True)  # outcomes of pools no claim was made for
                 if self._stopping:
                     if self._in_flight == 0:
                         return
                     if time.monotonic() >= self._stop_deadline:
                         self._hand_back()
                         return
-                    continue
-                self._claim()
         finally:
             self._shutdown()
 
@@ -196,6 +199,7 @@ class Worker:
     def _shutdown(self) -> None:
         for consumer in self._consumers.values():
             consumer.stop()
+            consumer.close()
         if self._executor is not None and not self.abandoned:
             self._executor.shutdown()
         logger.info("worker_stopped", worker=self.worker_id, handed_back=self.abandoned)
@@ -306,13 +310,13 @@ class Worker:
                     function=held.function if held else None,
                 )
 
-    def _flush(self) -> None:
+    def _flush(self, *, jobs: bool = True) -> None:
         now = time.monotonic()
         for consumer in self._consumers.values():
             if consumer.retry_at > now:
                 continue
             try:
-                if consumer.flush():
+                if consumer.flush(jobs=jobs):
                     consumer.retry_s = 0.0
             except REDIS_ERRORS as exc:
                 self._back_off(consumer, "record", exc)

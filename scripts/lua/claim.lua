@@ -1,5 +1,7 @@
 --[[
-  claim: admission in one step. Takes back jobs whose lease expired (freeing their slots), moves
+  claim: admission in one step. First records the outcomes the worker brings (as complete.lua:
+  one round trip both ends finished work and starts new work). Takes back jobs whose lease
+  expired (freeing their slots), moves
   due delayed jobs to the stream, leases due on_complete callbacks (they take no slot, and go
   first so a deep backlog cannot starve them), then takes as many ready jobs as both the pool's
   free slots and the worker's remaining capacity allow, marking each running under a lease. The
@@ -28,19 +30,22 @@
   ARGV[13] max_query_reruns    times a query is re-run after lost workers before it fails
   ARGV[14] callback_max_attempts  a callback whose lease expired this often is failed
   ARGV[15] dead_maxlen         approximate length the dead stream is trimmed to
+  ARGV[16..] outcomes to record first, 5 values each, exactly as complete.lua's ARGV[8..]
   Expired leases are left alone until the server has been up for lease_ms (after a restart
   every deadline has passed while the workers holding them were merely cut off).
   Derived keys: job_prefix .. work_id (hash), stats_prefix .. bucket (hash); same hash tag.
   Returns: {now_ms, next_delayed_ms, next_callback_ms, next_lease_ms, jobs, callbacks, skipped,
-            reclaimed} where
+            reclaimed, codes} where
     jobs      = {{work_id, fn, kind, args, attempt, timeout_ms or '', queued_ms}, ...}
                 queued_ms: how long it waited ready in the stream
     callbacks = {{work_id, on_complete, context, result, return_value, error, attempt}, ...}
     skipped   = {{stream_id, work_id or ''}, ...}: entries with no pending job behind them
                 (canceled, deleted, or not written by workpool), moved to the dead stream
     reclaimed = {{work_id, code}, ...}: expired leases taken back (codes as reclaim())
+    codes     = one code per outcome, as complete.lua returns them
     next_*_ms: the earliest score left in the delayed / callbacks / running set ('' if empty)
-  Complexity: O(log N) per job reclaimed, moved, taken or skipped; never O(backlog).
+  Complexity: O(log N) per outcome, and per job reclaimed, moved, taken or skipped; never
+  O(backlog). Each set is first probed by its head alone, so an idle set costs one call.
 ]]
 local stream_key = KEYS[1]
 local delayed_key = KEYS[2]
@@ -65,6 +70,7 @@ local jitter = tonumber(ARGV[12])
 local max_query_reruns = tonumber(ARGV[13])
 local callback_max_attempts = tonumber(ARGV[14])
 local dead_maxlen = tonumber(ARGV[15])
+local FIRST_OUTCOME = 16
 -- With NOACK there is no pending-entries list, so one shared consumer name suffices; per-worker
 -- names would pile up in the group forever. The job hash records the real owner.
 local CONSUMER = 'workers'
@@ -75,83 +81,108 @@ local CONSUMER = 'workers'
 --- @include "backoff"
 --- @include "stats"
 --- @include "reclaim"
+--- @include "complete_one"
 
 local now = now_ms()
 local ctx = {job_prefix = job_prefix, running_key = running_key, delayed_key = delayed_key,
              stream_key = stream_key, callbacks_key = callbacks_key, channel = channel, now = now,
-             max_query_reruns = max_query_reruns, executions = 0, errors = 0, failures = 0}
+             worker = worker, lease_ms = lease_ms, max_query_reruns = max_query_reruns,
+             executions = 0, errors = 0, failures = 0, slots_freed = 0}
+
+-- The earliest member and score of a zset, or nil: a set whose head is not due costs one call.
+local function head(key)
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    return nil
+  end
+  return tonumber(first[2])
+end
+
+-- 0. Record the outcomes the worker brought: their slots count as free below.
+local codes = {}
+for i = FIRST_OUTCOME, #ARGV, 5 do
+  codes[#codes + 1] = complete_one(ctx, ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2],
+                                   ARGV[i + 3], tonumber(ARGV[i + 4]))
+end
 
 -- 1. Take back expired leases: their slots count as free below. Right after a server restart
 -- every lease looks expired, so wait one lease period from start (see server_uptime_ms).
 local reclaimed = {}
-local expired = redis.call('ZRANGEBYSCORE', running_key, '-inf', now, 'LIMIT', 0, promote_limit)
-local settled = nil
-local function server_settled()
-  if settled == nil then
-    settled = server_uptime_ms() >= lease_ms
+local next_lease = head(running_key)
+if next_lease and next_lease <= now then
+  local settled = server_uptime_ms() >= lease_ms
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', running_key, '-inf', now, 'LIMIT', 0,
+                                     promote_limit)) do
+    if settled then
+      reclaimed[#reclaimed + 1] = {member, reclaim(ctx, member, jitter)}
+    else
+      -- Pushed out to the moment the server has been up a lease, so nobody claims in a loop.
+      redis.call('ZADD', running_key, 'XX', now + lease_ms - server_uptime_ms(), member)
+    end
   end
-  return settled
+  next_lease = head(running_key)
 end
--- Until then an expired lease is pushed out to that moment, so nobody claims in a loop.
-local function settled_at()
-  return now + lease_ms - server_uptime_ms()
-end
-for _, member in ipairs(expired) do
-  if server_settled() then
-    reclaimed[#reclaimed + 1] = {member, reclaim(ctx, member, jitter)}
-  else
-    redis.call('ZADD', running_key, 'XX', settled_at(), member)
-  end
-end
-record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, ctx.executions, ctx.errors, ctx.failures,
-             finished_count)
+record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, ctx.executions, ctx.errors,
+             ctx.failures, finished_count)
 
 -- 2. Promote due delayed jobs, oldest due first.
-for _, work_id in ipairs(redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0,
-                                    promote_limit)) do
-  local job = job_prefix .. work_id
-  local state = redis.pcall('HGET', job, 'state')
-  if state == 'scheduled' then
-    local sid = redis.call('XADD', stream_key, '*', 'id', work_id)
-    redis.call('HSET', job, 'state', 'pending', 'sid', sid)
-    redis.call('HDEL', job, 'next_run_at')
+local next_delayed = head(delayed_key)
+if next_delayed and next_delayed <= now then
+  for _, work_id in ipairs(redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0,
+                                      promote_limit)) do
+    local job = job_prefix .. work_id
+    local state = redis.pcall('HGET', job, 'state')
+    if state == 'scheduled' then
+      local sid = redis.call('XADD', stream_key, '*', 'id', work_id)
+      redis.call('HSET', job, 'state', 'pending', 'sid', sid)
+      redis.call('HDEL', job, 'next_run_at')
+    end
+    redis.call('ZREM', delayed_key, work_id)
   end
-  redis.call('ZREM', delayed_key, work_id)
+  next_delayed = head(delayed_key)
 end
 
 -- 3. Lease due callbacks; they take no slot.
 local callbacks = {}
-if capacity > 0 then
+local next_callback = head(callbacks_key)
+if capacity > 0 and next_callback and next_callback <= now then
+  local settled = nil
   for _, work_id in ipairs(redis.call('ZRANGEBYSCORE', callbacks_key, '-inf', now, 'LIMIT', 0,
                                       capacity)) do
     local job = job_prefix .. work_id
     local f = redis.pcall('HMGET', job, 'on_complete', 'context', 'result', 'return_value',
-                          'error', 'callback_attempts', 'callback')
-    local lease_expired = not f.err and redis.call('HEXISTS', job, 'callback_worker') == 1
+                          'error', 'callback_attempts', 'callback', 'callback_worker', 'ttl_ms')
     if f.err or not f[1] or f[7] ~= 'pending' then
       -- Gone, or not a callback awaiting its run: nothing left to call back with.
       redis.call('ZREM', callbacks_key, work_id)
-    elseif lease_expired and not server_settled() then
-      -- Its worker may be alive and reconnecting after a server restart: leave it be.
-      redis.call('ZADD', callbacks_key, 'XX', settled_at(), work_id)
-    elseif (tonumber(f[6]) or 0) >= callback_max_attempts then
-      -- Its last allowed attempt was lost with its worker: record it failed, do not loop.
-      redis.call('ZREM', callbacks_key, work_id)
-      redis.call('HSET', job, 'callback', 'failed', 'callback_error', WORKER_LOST,
-                 'callback_finished_at', now)
-      redis.call('HDEL', job, 'callback_worker')
-      local ttl = tonumber(redis.call('HGET', job, 'ttl_ms'))
-      if ttl and ttl >= 0 then
-        redis.call('PEXPIRE', job, ttl)
-      end
     else
-      local attempt = redis.call('HINCRBY', job, 'callback_attempts', 1)
-      redis.call('HSET', job, 'callback_worker', worker)
-      redis.call('ZADD', callbacks_key, now + lease_ms, work_id)
-      callbacks[#callbacks + 1] = {work_id, f[1], f[2] or '', f[3] or '', f[4] or '', f[5] or '',
-                                   attempt}
+      local lease_expired = f[8] ~= false
+      if lease_expired and settled == nil then
+        settled = server_uptime_ms() >= lease_ms
+      end
+      if lease_expired and not settled then
+        -- Its worker may be alive and reconnecting after a server restart: leave it be.
+        redis.call('ZADD', callbacks_key, 'XX', now + lease_ms - server_uptime_ms(), work_id)
+      elseif (tonumber(f[6]) or 0) >= callback_max_attempts then
+        -- Its last allowed attempt was lost with its worker: record it failed, do not loop.
+        redis.call('ZREM', callbacks_key, work_id)
+        redis.call('HSET', job, 'callback', 'failed', 'callback_error', WORKER_LOST,
+                   'callback_finished_at', now)
+        redis.call('HDEL', job, 'callback_worker')
+        local ttl = tonumber(f[9])
+        if ttl and ttl >= 0 then
+          redis.call('PEXPIRE', job, ttl)
+        end
+      else
+        local attempt = (tonumber(f[6]) or 0) + 1
+        redis.call('HSET', job, 'callback_attempts', attempt, 'callback_worker', worker)
+        redis.call('ZADD', callbacks_key, now + lease_ms, work_id)
+        callbacks[#callbacks + 1] = {work_id, f[1], f[2] or '', f[3] or '', f[4] or '',
+                                     f[5] or '', attempt}
+      end
     end
   end
+  next_callback = head(callbacks_key)
 end
 
 -- 4. Take ready jobs up to min(free slots, capacity left).
@@ -190,11 +221,13 @@ local function move_aside(entry, reason)
   redis.call('XADD', dead_key, 'MAXLEN', '~', dead_maxlen, '*', unpack(fields))
 end
 
+local jobs = {}
+local skipped = {}
 local cap = tonumber(redis.call('HGET', config_key, 'max_parallelism')) or default_cap
 local free_slots = cap - redis.call('ZCARD', running_key)
 local to_take = math.min(free_slots, capacity - #callbacks)
-local jobs = {}
-local skipped = {}
+local deadline = now + lease_ms
+local leases = {}
 while to_take > 0 do
   local entries = read_entries(to_take)
   if #entries == 0 then
@@ -206,24 +239,26 @@ while to_take > 0 do
     stream_ids[i] = entry[1]
     local work_id = entry_work_id(entry[2])
     local job = work_id and (job_prefix .. work_id)
-    local state = job and redis.pcall('HGET', job, 'state')
-    if state == 'pending' then
-      local attempt = redis.call('HINCRBY', job, 'attempts', 1)
-      redis.call('HSET', job, 'state', 'running', 'started_at', now, 'worker', worker)
+    local f = job and redis.pcall('HMGET', job, 'state', 'attempts', 'fn', 'kind', 'args',
+                                  'timeout_ms')
+    if f and not f.err and f[1] == 'pending' then
+      local attempt = (tonumber(f[2]) or 0) + 1
+      redis.call('HSET', job, 'state', 'running', 'attempts', attempt, 'started_at', now,
+                 'worker', worker)
       redis.call('HDEL', job, 'sid')
-      redis.call('ZADD', running_key, now + lease_ms, work_id)
-      local f = redis.call('HMGET', job, 'fn', 'kind', 'args', 'timeout_ms')
+      leases[#leases + 1] = deadline
+      leases[#leases + 1] = work_id
       -- The entry id's time is when the job became ready: the wait is from then to now.
       local ready_ms = tonumber(string.match(entry[1], '^(%d+)-')) or now
-      jobs[#jobs + 1] = {work_id, f[1], f[2], f[3], attempt, f[4] or '',
+      jobs[#jobs + 1] = {work_id, f[3], f[4], f[5], attempt, f[6] or '',
                          string.format('%d', math.max(0, now - ready_ms))}
       to_take = to_take - 1
     else
       -- Canceled entries are deleted on cancel; what reaches here is foreign or orphaned.
       local reason = 'no work id'
       if work_id then
-        reason = (type(state) == 'table' and state.err) and 'job key of wrong type'
-                 or (state and ('job ' .. state)) or 'no job hash'
+        reason = f.err and 'job key of wrong type' or (f[1] and ('job ' .. f[1]))
+                 or 'no job hash'
       end
       move_aside(entry, reason)
       skipped[#skipped + 1] = {entry[1], work_id or ''}
@@ -234,17 +269,16 @@ while to_take > 0 do
     break
   end
 end
-
--- 5. Leave a wake token if work remains that another worker could take now.
-local function first_score(key)
-  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  if #first == 0 then
-    return nil
+if #leases > 0 then
+  -- One ZADD for the whole batch; every lease taken here ends at the same deadline.
+  redis.call('ZADD', running_key, unpack(leases))
+  if next_lease == nil or deadline < next_lease then
+    next_lease = deadline
   end
-  return tonumber(first[2])
 end
-local next_callback = first_score(callbacks_key)
-local next_lease = first_score(running_key)
+
+-- 5. Leave a wake token if work remains that another worker could take now: free slots left
+-- with jobs still ready (freed by outcomes or reclaims, or promoted work), or callbacks due.
 local more_jobs = free_slots - #jobs > 0 and redis.call('XLEN', stream_key) > 0
 if more_jobs or (next_callback and next_callback <= now) then
   wake(wake_key)
@@ -256,5 +290,5 @@ local function reply_ms(ms)
   end
   return string.format('%d', ms)
 end
-return {string.format('%d', now), reply_ms(first_score(delayed_key)), reply_ms(next_callback),
-        reply_ms(next_lease), jobs, callbacks, skipped, reclaimed}
+return {string.format('%d', now), reply_ms(next_delayed), reply_ms(next_callback),
+        reply_ms(next_lease), jobs, callbacks, skipped, reclaimed, codes}

@@ -46,79 +46,28 @@ local FIRST = 8
 --- @include "finish"
 --- @include "backoff"
 --- @include "stats"
+--- @include "complete_one"
 
-local now = now_ms()
-local executions, errors, failures, slots_freed = 0, 0, 0, 0
+local ctx = {job_prefix = job_prefix, running_key = running_key, delayed_key = delayed_key,
+             callbacks_key = callbacks_key, channel = channel, now = now_ms(), worker = worker,
+             lease_ms = lease_ms, executions = 0, errors = 0, failures = 0, slots_freed = 0}
 local codes = {}
-
-local function thread_slot(work_id, attempt)
-  return 'thread:' .. work_id .. ':' .. attempt
-end
-
-local function complete_one(work_id, attempt, outcome, payload, jitter)
-  if outcome == 'release' then
-    -- The thread of a timed-out job finally returned: its slot is free at last.
-    if redis.call('ZREM', running_key, thread_slot(work_id, attempt)) == 1 then
-      slots_freed = slots_freed + 1
-    end
-    return 'released'
-  end
-  local job = job_prefix .. work_id
-  local f = redis.pcall('HMGET', job, 'state', 'worker', 'attempts', 'kind', 'max_attempts',
-                        'initial_backoff_ms', 'base', 'cancel')
-  if f.err or not f[1] then
-    -- The status hash is gone or is not a hash: nobody can own this job; free its slot.
-    redis.call('ZREM', running_key, work_id)
-    return 'stale'
-  end
-  if f[1] ~= 'running' or f[2] ~= worker or tonumber(f[3]) ~= attempt
-      or not redis.call('ZSCORE', running_key, work_id) then
-    return 'stale'
-  end
-  redis.call('ZREM', running_key, work_id)
-  if outcome == 'timeout' then
-    -- The thread runs on: it keeps a slot of its own until it returns, so the cap holds.
-    redis.call('ZADD', running_key, now + lease_ms, thread_slot(work_id, attempt))
-    outcome = 'error'
-  end
-  executions = executions + 1
-  if outcome == 'ok' then
-    finish(job, work_id, 'success', 'return_value', payload, now, callbacks_key, channel)
-    return 'success'
-  end
-  errors = errors + 1
-  if f[8] then
-    -- Canceled while running: never retried, and the failure reads as canceled.
-    finish(job, work_id, 'canceled', 'error', payload, now, callbacks_key, channel)
-    return 'canceled'
-  end
-  local max_attempts = tonumber(f[5]) or 1
-  if outcome == 'error' and f[4] == 'action' and attempt < max_attempts then
-    local due = now + backoff_ms(tonumber(f[6]) or 0, tonumber(f[7]) or 1, attempt, jitter)
-    redis.call('ZADD', delayed_key, due, work_id)
-    redis.call('HSET', job, 'state', 'scheduled', 'next_run_at', due, 'last_error', payload)
-    return 'retry'
-  end
-  failures = failures + 1
-  finish(job, work_id, 'failed', 'error', payload, now, callbacks_key, channel)
-  return 'failed'
-end
-
 for i = FIRST, #ARGV, 5 do
-  codes[#codes + 1] = complete_one(ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3],
-                                   tonumber(ARGV[i + 4]))
+  codes[#codes + 1] = complete_one(ctx, ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2],
+                                   ARGV[i + 3], tonumber(ARGV[i + 4]))
 end
 
-record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, executions, errors, failures,
-             finished_count)
+record_stats(stats_prefix, bucket_ms, stats_ttl_ms, ctx.now, ctx.executions, ctx.errors,
+             ctx.failures, finished_count)
 
 -- Freed slots may let waiting work start; callbacks made due here can run at once (leased
 -- ones, due only at their lease deadline, need no wake).
 local function callback_due()
   local first = redis.call('ZRANGE', callbacks_key, 0, 0, 'WITHSCORES')
-  return #first > 0 and tonumber(first[2]) <= now
+  return #first > 0 and tonumber(first[2]) <= ctx.now
 end
-if executions + slots_freed > 0 and (redis.call('XLEN', stream_key) > 0 or callback_due()) then
+if ctx.executions + ctx.slots_freed > 0
+    and (redis.call('XLEN', stream_key) > 0 or callback_due()) then
   wake(wake_key)
 end
 return codes

@@ -22,9 +22,10 @@ def _started(r, pool: str) -> list[float]:
 
 
 def test_cap_holds_exactly_across_three_worker_processes(r, make_pool, ready_workers, all_finished):
-    # Given a pool capped at 3 and three workers with 4 free slots each (12 in all)
+    # Given a pool capped at 3 and three workers with 2 free slots each (6 in all): the cap
+    # binds, and no single worker can fill it alone
     pool = make_pool("capped", max_parallelism=3)
-    workers = ready_workers(3, pools=("capped",), concurrency=4)
+    workers = ready_workers(3, pools=("capped",), concurrency=2)
     # When 30 jobs that count how many of them run at once are enqueued
     ids = pool.enqueue_action_batch(jobs.measured_pid, [{"seconds": 0.05}] * 30)
     # Then every one finishes successfully
