@@ -76,6 +76,7 @@ class PoolConsumer:
         self._recheck_s = min(WAKE_SAFETY_S, lease_ms / 1000)
         self._post = post
         self._on_recorded = on_recorded  # told each job outcome's code once it is recorded
+        self.debug = False  # log each success (set by the worker from the logging config)
         self.needs_claim = True  # something may be claimable: claim at the next chance
         self.holding_token = False  # the last wake consumed a token nobody has acted on yet
         self.maybe_more = False  # the last claim was limited by our capacity, not the pool
@@ -277,7 +278,7 @@ class PoolConsumer:
 
     def _recorded_jobs(self, jobs: list[Finished], codes: list[str]) -> None:
         for finished, code in zip(jobs, codes, strict=True):
-            _log_job(self.pool, finished, code)
+            _log_job(self.pool, finished, code, self.debug)
             if self._on_recorded is not None:
                 self._on_recorded(finished, code)
 
@@ -382,7 +383,9 @@ def _local_time(redis_ms: int | None, redis_now_ms: int, local_now: float) -> fl
     return local_now + max(0, redis_ms - redis_now_ms) / 1000
 
 
-def _log_job(pool: str, f: Finished, code: str) -> None:
+def _log_job(pool: str, f: Finished, code: str, debug: bool) -> None:
+    if code == "success" and not debug:
+        return  # the common case: skip building an event nobody will see
     fields = {
         "pool": pool,
         "work_id": f.work_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -39,3 +39,9 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = "auto") -> No
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(name)s %(message)s")
+
+
+def debug_enabled(logger: Any) -> bool:
+    """Whether `logger` would emit a debug event (True when it cannot tell)."""
+    check = getattr(logger, "is_enabled_for", None) or getattr(logger, "isEnabledFor", None)
+    return True if check is None else bool(check(logging.DEBUG))

@@ -25,6 +25,7 @@ from redis.retry import Retry
 from workers.consumer import PoolConsumer, Wake
 from workers.executor import TIMEOUT_ERROR, Executor, Finished
 from workers.lease import Held, Leases
+from workers.logconfig import debug_enabled
 from workers.metrics import WorkerMetrics
 from workpool import Workpool
 from workpool.errors import UnknownFunction, WorkpoolError
@@ -96,6 +97,7 @@ class Worker:
         }
         self._leases = Leases(lease_ms)
         self._executor: Executor | None = None
+        self._debug = False
         self._in_flight = 0
         self._stopping = False
         self._stop_deadline = 0.0
@@ -176,6 +178,10 @@ class Worker:
                 time.sleep(delay)
                 delay = min(RETRY_MAX_S, delay * 2)
         self._executor = Executor(self.concurrency, self._events.put)
+        # Read once: per-job debug events cost measurable CPU to build even when filtered out.
+        self._debug = debug_enabled(logger)
+        for consumer in self._consumers.values():
+            consumer.debug = self._debug
         host, port = self._metrics_address
         if port is not None:
             # One handle per pool, made once; scrapes read stats through them from the metrics
@@ -354,13 +360,14 @@ class Worker:
 
     def _start_job(self, pool: str, job: ClaimedJob) -> None:
         assert self._executor is not None
-        logger.debug(
-            "job_claimed",
-            pool=pool,
-            work_id=job.work_id,
-            function=job.function,
-            attempt=job.attempt,
-        )
+        if self._debug:
+            logger.debug(
+                "job_claimed",
+                pool=pool,
+                work_id=job.work_id,
+                function=job.function,
+                attempt=job.attempt,
+            )
         deadline = None
         if job.timeout_ms is not None and not _is_async(job.function):
             deadline = time.monotonic() + job.timeout_ms / 1000

@@ -10,7 +10,7 @@ import redis
 
 from workpool.errors import UnknownFunction
 from workpool.keys import PoolKeys
-from workpool.scripts import Call, run_in_transaction
+from workpool.scripts import Call, ThreadConnections, run_in_transaction
 from workpool.settings import call_with_reconnect
 
 # Jobs per enqueue script call; larger batches go as several calls in one MULTI/EXEC.
@@ -32,6 +32,7 @@ class JobWriter:
     client: redis.Redis
     keys: PoolKeys
     reconnect_timeout: float
+    connections: ThreadConnections  # a single call goes on the calling thread's connection
 
     def write(
         self, fn: str, packed: list[bytes], make_call: MakeCall
@@ -57,7 +58,7 @@ class JobWriter:
         # A large batch goes as several script calls in one MULTI/EXEC: it lands whole or not.
         def send() -> list[tuple[int, str]]:
             if len(calls) == 1:
-                return [calls[0].run(self.client)]
+                return [self.connections.run(calls[0])]
             return run_in_transaction(self.client, calls)
 
         # Retrying is safe: the ids are fixed, so a write that landed before its reply was lost

@@ -34,7 +34,7 @@ from workpool.options import (
     ttl_ms_of,
 )
 from workpool.retry import DEFAULT_RETRY_BEHAVIOR, NO_RETRY, RetryBehavior
-from workpool.scripts import Scripts
+from workpool.scripts import Scripts, ThreadConnections
 from workpool.settings import (
     connect,
     reconnecting,
@@ -115,7 +115,8 @@ class Workpool:
         if self.redis.get_connection_kwargs().get("decode_responses"):
             raise ValueError("the Redis client must not decode responses (payloads are bytes)")
         self.scripts = Scripts(self.redis)
-        self._writer = JobWriter(self.redis, self.keys, self.reconnect_timeout)
+        self._connections = ThreadConnections(self.redis)
+        self._writer = JobWriter(self.redis, self.keys, self.reconnect_timeout, self._connections)
         self._initialized = False
 
     def __repr__(self) -> str:
@@ -536,6 +537,7 @@ class Workpool:
 
     def close(self) -> None:
         """Close the Redis connections this pool opened."""
+        self._connections.close()
         self.redis.close()
 
 

@@ -8,7 +8,10 @@ EVALSHA and falls back to loading the script on NOSCRIPT.
 
 from __future__ import annotations
 
+import inspect
+import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -35,6 +38,11 @@ SCRIPT_NAMES = (
     "hand_back",
     "stats",
     "update_config",
+)
+# redis-py before 5.1 requires a command name in ConnectionPool.get_connection; 6+ warns on one.
+_GET_CONNECTION_TAKES_NO_ARGS = (
+    inspect.signature(redis.ConnectionPool.get_connection).parameters["command_name"].default
+    is not inspect.Parameter.empty
 )
 _INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)
 
@@ -69,8 +77,20 @@ class Call(Generic[T]):
     parse: Callable[[Any], T]
 
     def run(self, client: redis.Redis) -> T:
-        """Call the script and parse its reply."""
-        return self.parse(self.script(keys=self.keys, args=self.args, client=client))
+        """Call the script and parse its reply.
+
+        On a plain `redis.Redis` the call borrows a connection from the client's pool and
+        sends on it directly (see run_on); other clients (cluster, single-connection) go
+        through redis-py's usual path.
+        """
+        pool = getattr(client, "connection_pool", None)
+        if type(client) is not redis.Redis or client.connection is not None or pool is None:
+            return self.parse(self.script(keys=self.keys, args=self.args, client=client))
+        conn = pool.get_connection() if _GET_CONNECTION_TAKES_NO_ARGS else pool.get_connection("")
+        try:
+            return self.run_on(conn)
+        finally:
+            pool.release(conn)
 
     def run_on(self, conn: AbstractConnection) -> T:
         """Call the script on a connection the caller owns, and parse its reply.
@@ -100,6 +120,44 @@ class Call(Generic[T]):
     def queue(self, pipe: Pipeline) -> None:
         """Add the call to `pipe`; parse its slot of `pipe.execute()` with `self.parse`."""
         self.script(keys=self.keys, args=self.args, client=pipe)
+
+
+class ThreadConnections:
+    """Runs script calls on a connection of the calling thread's own (for a producer's hot path).
+
+    Borrowing from redis-py's pool costs a pool lock, a liveness poll and its hooks on every
+    call; a per-thread connection, made with the pool's own settings, skips them. A forked
+    child makes its own. Clients other than a plain `redis.Redis` (cluster, single-connection)
+    take redis-py's usual path.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._direct = (
+            type(client) is redis.Redis
+            and client.connection is None
+            and hasattr(client, "connection_pool")
+        )
+        self._local = threading.local()
+
+    def run(self, call: Call[T]) -> T:
+        """Run `call` on this thread's connection (see Call.run_on)."""
+        if not self._direct:
+            return call.run(self._client)
+        conn: AbstractConnection | None = getattr(self._local, "conn", None)
+        pid = os.getpid()
+        if conn is None or self._local.pid != pid:
+            pool = self._client.connection_pool
+            conn = pool.connection_class(**pool.connection_kwargs)
+            self._local.conn, self._local.pid = conn, pid
+        return call.run_on(conn)
+
+    def close(self) -> None:
+        """Close the calling thread's connection (others close when their thread ends)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            conn.disconnect()
+        self._local.conn = None
 
 
 def run_in_transaction(client: redis.Redis, calls: Sequence[Call[T]]) -> list[T]:

@@ -104,21 +104,27 @@ if on_complete ~= '' then
   end
 end
 
+-- One HSET per job writes the whole hash (each redis.call costs Lua overhead, per job).
+local n = #common
 for i = FIRST_JOB, #ARGV, 2 do
   local work_id = ARGV[i]
-  local job = job_prefix .. work_id
-  redis.call('HSET', job, 'args', ARGV[i + 1], unpack(common))
   if due == nil then
-    local sid = redis.call('XADD', stream_key, '*', 'id', work_id)
-    redis.call('HSET', job, 'state', 'pending', 'sid', sid)
+    common[n + 1], common[n + 2] = 'state', 'pending'
+    common[n + 3], common[n + 4] = 'sid', redis.call('XADD', stream_key, '*', 'id', work_id)
   else
     redis.call('ZADD', delayed_key, due, work_id)
-    redis.call('HSET', job, 'state', 'scheduled', 'next_run_at', due)
+    common[n + 1], common[n + 2], common[n + 3], common[n + 4] =
+      'state', 'scheduled', 'next_run_at', due
   end
+  redis.call('HSET', job_prefix .. work_id, 'args', ARGV[i + 1], unpack(common))
 end
 
 -- Config lives in Redis: the first enqueue sets it; a later one never overrides it.
-redis.call('HSETNX', config_key, 'max_parallelism', initial_cap)
+local cap = redis.call('HGET', config_key, 'max_parallelism')
+if not cap then
+  cap = initial_cap
+  redis.call('HSET', config_key, 'max_parallelism', cap)
+end
 -- Ready work wakes an idle worker; delayed work wakes one too, so it learns the new due time.
 wake(wake_key)
-return {0, redis.call('HGET', config_key, 'max_parallelism')}
+return {0, cap}

@@ -21,7 +21,12 @@ def test_enqueue_whose_reply_was_lost_is_written_once(r, make_pool, monkeypatch)
             self.call = call
 
         def run(self, client):
-            reply = self.call.run(client)
+            return self._lose_first(self.call.run(client))
+
+        def run_on(self, conn):
+            return self._lose_first(self.call.run_on(conn))
+
+        def _lose_first(self, reply):
             if not lost:
                 lost.append(reply)
                 raise redis.ConnectionError("connection dropped before the reply")
