@@ -5,6 +5,7 @@ system's own Python (the main venv for workpool and the raw floor, the peers ven
 others). Its subcommands are:
 
     produce  --url U --n N --mode single|batch   enqueue N no-op jobs; prints {"elapsed": s}
+                                                  (workpool also: --mode xadd, N bare XADDs)
     latency  --url U --n N --interval-ms MS       N jobs MS apart, each carrying its enqueue time
     delayed  --url U --n N --due EPOCH            N jobs all due at EPOCH
     worker   --url U --concurrency C              run one worker process (until SIGTERM)

@@ -23,7 +23,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("sub", choices=["produce", "latency", "delayed", "worker", "setup"])
     p.add_argument("--url", required=True)
     p.add_argument("--n", type=int, default=0)
-    p.add_argument("--mode", choices=["single", "batch"], default="single")
+    p.add_argument("--mode", choices=["single", "batch", "xadd"], default="single")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--interval-ms", type=float, default=10.0)
     p.add_argument("--due", type=float, default=0.0)

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import redis
 from common import LATENCY_KEY, LATENESS_KEY, chunks, emit, paced, parse, timed
 
 import workpool
@@ -39,6 +40,9 @@ def main() -> None:
         started = time.time()
         if a.mode == "single":
             elapsed = timed(lambda: [p.enqueue_action(FN, {}) for _ in range(a.n)])
+        elif a.mode == "xadd":
+            r = redis.Redis.from_url(a.url)
+            elapsed = timed(lambda: [r.xadd("bench:xadd", {"id": "x"}) for _ in range(a.n)])
         else:
             sizes = chunks(a.n, a.batch_size)
             elapsed = timed(lambda: [p.enqueue_action_batch(FN, [{}] * s) for s in sizes])
