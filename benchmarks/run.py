@@ -355,6 +355,8 @@ def write_results(path: Path, store: dict[str, Any], names: list[str], lines: li
             "",
             "## (f) workpool with a deep backlog (benchmarks/scale.py)",
             "",
+            f"Each row is the median of {scale['deep'].get('runs', 1):.0f} runs.",
+            "",
             "| pending jobs | Redis bytes per pending job | batch fill rate (jobs/s) |"
             " drain rate (jobs/s) | completions timed |",
             "|---|---|---|---|---|",

@@ -1,6 +1,6 @@
 """Figure (f), workpool only: Redis memory per pending job, and drain rate with a deep backlog.
 
-    python benchmarks/scale.py [--deep 1000000] [--shallow 1000] [--measure 20000] [--runs 1]
+    python benchmarks/scale.py [--deep 1000000] [--shallow 1000] [--measure 20000] [--runs 3]
 
 Fills the pool with `--deep` pending jobs (batch enqueue), reads Redis `used_memory` before and
 after, then starts the 2 x 8 workers and times the first `--measure` completions. The same for
@@ -76,7 +76,7 @@ def main() -> None:
     ap.add_argument("--deep", type=int, default=1_000_000)
     ap.add_argument("--shallow", type=int, default=1_000)
     ap.add_argument("--measure", type=int, default=20_000)
-    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", default=str(BENCH_DIR / "results.md"))
     a = ap.parse_args()
     scale: dict[str, Any] = {}
