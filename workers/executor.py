@@ -87,7 +87,7 @@ class _JobThreads:
         while (run := self._queue.get()) is not None:
             try:
                 run()  # _run_sync catches everything a job does; this is the last guard
-            except Exception:
+            except BaseException:  # a job thread must outlive anything (as the pool's did)
                 logger.exception("job_thread_error")
 
 

@@ -100,6 +100,11 @@ class Call(Generic[T]):
         A server that lost the script gets it loaded once, and the call is sent again.
         """
         command = ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+        if getattr(conn, "_sock", None) is not None and _stale(conn):
+            # Readable before we asked anything: the server closed it (restart, idle timeout)
+            # or left stray data. Start afresh rather than fail this call (as redis-py's pool
+            # checks a connection it hands out).
+            conn.disconnect()
         try:
             conn.send_command(*command)
             try:
@@ -128,7 +133,8 @@ class ThreadConnections:
     Borrowing from redis-py's pool costs a pool lock, a liveness poll and its hooks on every
     call; a per-thread connection, made with the pool's own settings, skips them. A forked
     child makes its own. Clients other than a plain `redis.Redis` (cluster, single-connection)
-    take redis-py's usual path.
+    take redis-py's usual path. These connections live outside the pool: they do not count
+    toward its max_connections, and each closes when its thread ends (or on `close` from it).
     """
 
     def __init__(self, client: redis.Redis) -> None:
@@ -484,6 +490,13 @@ class Scripts:
         self, name: str, keys: list[str], args: list[Any], parse: Callable[[Any], T]
     ) -> Call[T]:
         return Call(self._scripts[name], keys, args, parse)
+
+
+def _stale(conn: AbstractConnection) -> bool:
+    try:
+        return bool(conn.can_read(timeout=0))
+    except (redis.ConnectionError, OSError):
+        return True  # the parser saw the close
 
 
 def _text(value: bytes | str) -> str:

@@ -1,12 +1,12 @@
 --[[
-  claim: admission in one step. First records the outcomes the worker brings (as complete.lua:
-  one round trip both ends finished work and starts new work). Takes back jobs whose lease
-  expired (freeing their slots), moves
-  due delayed jobs to the stream, leases due on_complete callbacks (they take no slot, and go
-  first so a deep backlog cannot starve them), then takes as many ready jobs as both the pool's
-  free slots and the worker's remaining capacity allow, marking each running under a lease. The
-  cap check and the take are one atomic step, so the cap holds across every worker. With
-  capacity 0 it only reclaims and promotes.
+  claim: admission in one step. First records the outcomes the worker brings (as complete.lua
+  does: one round trip both ends finished work and starts new work). Then takes back jobs whose
+  lease expired (freeing their slots), moves due delayed jobs to the stream, leases due
+  on_complete callbacks (they take no slot, and go first so a deep backlog cannot starve them),
+  then takes as many ready jobs as both the pool's free slots and the worker's remaining
+  capacity allow, marking each running under a lease. The cap check and the take are one atomic
+  step, so the cap holds across every worker. With capacity 0 it only records, reclaims and
+  promotes.
 
   KEYS[1] stream     (stream)  ready jobs, read through consumer group ARGV[2]
   KEYS[2] delayed    (zset)    work id -> due time (ms)
