@@ -20,7 +20,15 @@ from workers.executor import Finished
 from workpool.keys import POOLS_KEY, PoolKeys
 from workpool.pool import DEFAULT_MAX_PARALLELISM, STATS_BUCKET_MS, STATS_TTL_MS
 from workpool.retry import RetryBehavior, draw_jitter
-from workpool.scripts import Call, CallbackReport, ClaimReply, LeaseItem, Outcome, Scripts
+from workpool.scripts import (
+    Call,
+    CallbackReport,
+    ClaimReply,
+    LeaseItem,
+    Outcome,
+    Scripts,
+    own_connection,
+)
 
 logger = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -308,8 +316,7 @@ class PoolConsumer:
     def _run(self, call: Call[T]) -> T:
         # Only the dispatcher thread makes these calls, so one connection serves them all.
         if self._conn is None:
-            pool = self._client.connection_pool
-            self._conn = pool.connection_class(**pool.connection_kwargs)
+            self._conn = own_connection(self._client)
         return call.run_on(self._conn)
 
     def close(self) -> None:
@@ -330,12 +337,7 @@ class PoolConsumer:
 
     def _waiter_connection(self) -> redis.connection.AbstractConnection:
         # The client's socket timeout (redis-py defaults to 5 s) must not cut a BLPOP short.
-        pool = self._client.connection_pool
-        kwargs = {
-            **pool.connection_kwargs,
-            "socket_timeout": self._recheck_s + WAKE_SOCKET_SLACK_S,
-        }
-        return pool.connection_class(**kwargs)
+        return own_connection(self._client, socket_timeout=self._recheck_s + WAKE_SOCKET_SLACK_S)
 
     def _wait_loop(self) -> None:
         # A dedicated connection, so `stop` can end a blocked BLPOP by its client id (CLIENT

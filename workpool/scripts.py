@@ -127,6 +127,12 @@ class Call(Generic[T]):
         self.script(keys=self.keys, args=self.args, client=pipe)
 
 
+def own_connection(client: redis.Redis, **overrides: Any) -> AbstractConnection:
+    """A new connection with `client`'s pool settings (and `overrides`), outside the pool."""
+    pool = client.connection_pool
+    return pool.connection_class(**{**pool.connection_kwargs, **overrides})
+
+
 class ThreadConnections:
     """Runs script calls on a connection of the calling thread's own (for a producer's hot path).
 
@@ -153,8 +159,7 @@ class ThreadConnections:
         conn: AbstractConnection | None = getattr(self._local, "conn", None)
         pid = os.getpid()
         if conn is None or self._local.pid != pid:
-            pool = self._client.connection_pool
-            conn = pool.connection_class(**pool.connection_kwargs)
+            conn = own_connection(self._client)
             self._local.conn, self._local.pid = conn, pid
         return call.run_on(conn)
 
