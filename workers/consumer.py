@@ -162,9 +162,7 @@ class PoolConsumer:
         slots the outcomes free are counted in the same step.
         """
         capacity = min(capacity, MAX_CLAIM)
-        ended = [f for f in self._finished if not f.is_callback]
-        if ended:
-            self._finished = [f for f in self._finished if f.is_callback]
+        ended = self._take(callbacks=False)
         call = self._scripts.claim(
             self.keys,
             worker=self._worker_id,
@@ -256,12 +254,10 @@ class PoolConsumer:
         With jobs=False only callbacks' reports: job outcomes then wait for the next claim,
         which carries them. Returns whether there was anything to record.
         """
-        batch = self._finished if jobs else [f for f in self._finished if f.is_callback]
-        if not batch:
+        callbacks = self._take(callbacks=True)
+        jobs_ended = self._take(callbacks=False) if jobs else []
+        if not callbacks and not jobs_ended:
             return False
-        self._finished = [] if jobs else [f for f in self._finished if not f.is_callback]
-        callbacks = [f for f in batch if f.is_callback]
-        jobs_ended = [f for f in batch if not f.is_callback]
         try:
             if jobs_ended:
                 self._record_jobs(jobs_ended)
@@ -269,9 +265,16 @@ class PoolConsumer:
                 self._record_callbacks(callbacks)
         except redis.RedisError:
             # Keep them and try again on the next flush; the caller backs off.
-            self._finished = batch + self._finished
+            self._finished = jobs_ended + callbacks + self._finished
             raise
         return True
+
+    def _take(self, *, callbacks: bool) -> list[Finished]:
+        # Remove and return the queued callback reports (or job outcomes), keeping the rest.
+        taken = [f for f in self._finished if f.is_callback == callbacks]
+        if taken:
+            self._finished = [f for f in self._finished if f.is_callback != callbacks]
+        return taken
 
     def _record_jobs(self, jobs: list[Finished]) -> None:
         codes = self._run(

@@ -83,9 +83,9 @@ class Call(Generic[T]):
         sends on it directly (see run_on); other clients (cluster, single-connection) go
         through redis-py's usual path.
         """
-        pool = getattr(client, "connection_pool", None)
-        if type(client) is not redis.Redis or client.connection is not None or pool is None:
+        if not _sends_directly(client):
             return self.parse(self.script(keys=self.keys, args=self.args, client=client))
+        pool = client.connection_pool
         conn = pool.get_connection() if _GET_CONNECTION_TAKES_NO_ARGS else pool.get_connection("")
         try:
             return self.run_on(conn)
@@ -127,6 +127,16 @@ class Call(Generic[T]):
         self.script(keys=self.keys, args=self.args, client=pipe)
 
 
+def _sends_directly(client: redis.Redis) -> bool:
+    # Only a plain client with a pool of its own; cluster and single-connection clients route
+    # and lock their connections themselves.
+    return (
+        type(client) is redis.Redis
+        and client.connection is None
+        and getattr(client, "connection_pool", None) is not None
+    )
+
+
 def own_connection(client: redis.Redis, **overrides: Any) -> AbstractConnection:
     """A new connection with `client`'s pool settings (and `overrides`), outside the pool."""
     pool = client.connection_pool
@@ -145,11 +155,7 @@ class ThreadConnections:
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
-        self._direct = (
-            type(client) is redis.Redis
-            and client.connection is None
-            and hasattr(client, "connection_pool")
-        )
+        self._direct = _sends_directly(client)
         self._local = threading.local()
 
     def run(self, call: Call[T]) -> T:

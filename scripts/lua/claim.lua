@@ -82,21 +82,13 @@ local CONSUMER = 'workers'
 --- @include "stats"
 --- @include "reclaim"
 --- @include "complete_one"
+--- @include "head"
 
 local now = now_ms()
 local ctx = {job_prefix = job_prefix, running_key = running_key, delayed_key = delayed_key,
              stream_key = stream_key, callbacks_key = callbacks_key, channel = channel, now = now,
              worker = worker, lease_ms = lease_ms, max_query_reruns = max_query_reruns,
              executions = 0, errors = 0, failures = 0, slots_freed = 0}
-
--- The earliest member and score of a zset, or nil: a set whose head is not due costs one call.
-local function head(key)
-  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  if #first == 0 then
-    return nil
-  end
-  return tonumber(first[2])
-end
 
 -- 0. Record the outcomes the worker brought: their slots count as free below.
 local codes = {}
@@ -108,7 +100,7 @@ end
 -- 1. Take back expired leases: their slots count as free below. Right after a server restart
 -- every lease looks expired, so wait one lease period from start (see server_uptime_ms).
 local reclaimed = {}
-local next_lease = head(running_key)
+local next_lease = head_score(running_key)
 if next_lease and next_lease <= now then
   local settled = server_uptime_ms() >= lease_ms
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', running_key, '-inf', now, 'LIMIT', 0,
@@ -120,13 +112,13 @@ if next_lease and next_lease <= now then
       redis.call('ZADD', running_key, 'XX', now + lease_ms - server_uptime_ms(), member)
     end
   end
-  next_lease = head(running_key)
+  next_lease = head_score(running_key)
 end
 record_stats(stats_prefix, bucket_ms, stats_ttl_ms, now, ctx.executions, ctx.errors,
              ctx.failures, finished_count)
 
 -- 2. Promote due delayed jobs, oldest due first.
-local next_delayed = head(delayed_key)
+local next_delayed = head_score(delayed_key)
 if next_delayed and next_delayed <= now then
   for _, work_id in ipairs(redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0,
                                       promote_limit)) do
@@ -139,12 +131,12 @@ if next_delayed and next_delayed <= now then
     end
     redis.call('ZREM', delayed_key, work_id)
   end
-  next_delayed = head(delayed_key)
+  next_delayed = head_score(delayed_key)
 end
 
 -- 3. Lease due callbacks; they take no slot.
 local callbacks = {}
-local next_callback = head(callbacks_key)
+local next_callback = head_score(callbacks_key)
 if capacity > 0 and next_callback and next_callback <= now then
   local settled = nil
   for _, work_id in ipairs(redis.call('ZRANGEBYSCORE', callbacks_key, '-inf', now, 'LIMIT', 0,
@@ -182,7 +174,7 @@ if capacity > 0 and next_callback and next_callback <= now then
       end
     end
   end
-  next_callback = head(callbacks_key)
+  next_callback = head_score(callbacks_key)
 end
 
 -- 4. Take ready jobs up to min(free slots, capacity left).

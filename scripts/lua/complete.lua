@@ -47,6 +47,7 @@ local FIRST = 8
 --- @include "backoff"
 --- @include "stats"
 --- @include "complete_one"
+--- @include "head"
 
 local ctx = {job_prefix = job_prefix, running_key = running_key, delayed_key = delayed_key,
              callbacks_key = callbacks_key, channel = channel, now = now_ms(), worker = worker,
@@ -63,8 +64,8 @@ record_stats(stats_prefix, bucket_ms, stats_ttl_ms, ctx.now, ctx.executions, ctx
 -- Freed slots may let waiting work start; callbacks made due here can run at once (leased
 -- ones, due only at their lease deadline, need no wake).
 local function callback_due()
-  local first = redis.call('ZRANGE', callbacks_key, 0, 0, 'WITHSCORES')
-  return #first > 0 and tonumber(first[2]) <= ctx.now
+  local first = head_score(callbacks_key)
+  return first ~= nil and first <= ctx.now
 end
 if ctx.executions + ctx.slots_freed > 0
     and (redis.call('XLEN', stream_key) > 0 or callback_due()) then
