@@ -3,13 +3,6 @@
 Idle workers block in BLPOP on the pool's wake list; scripts leave a token there whenever work
 may have become claimable (work arrived, a slot freed, the cap rose). A waiter only blocks while
 its worker has free capacity, so it never takes a token another idle worker could have used.
-
-A worker of one pool also offers to be handed one job directly: each claim leaves an offer in
-the pool's idle set while capacity is left, and keeps one unit of capacity back for it. An
-enqueue that finds a free slot and an offer writes the job running under a lease in that
-worker's name and pushes it to the worker's inbox, which the waiter BLPOPs with the wake list:
-the job starts without a claim round trip. The claim after that tells whether the offer was
-used (its job is then in transit to the inbox), so the unit is never counted twice.
 """
 
 from __future__ import annotations
@@ -30,13 +23,10 @@ from workpool.retry import RetryBehavior, draw_jitter
 from workpool.scripts import (
     Call,
     CallbackReport,
-    ClaimedJob,
     ClaimReply,
     LeaseItem,
     Outcome,
     Scripts,
-    handed_job,
-    offer_member,
     own_connection,
 )
 
@@ -66,18 +56,12 @@ MAX_QUERY_RERUNS = 3
 DEAD_MAXLEN = 10_000
 
 
-# An offer stands this many re-check periods: an idle worker renews it every period, and an
-# expired one (its worker died) is never used.
-OFFER_PERIODS = 2
-
-
 @dataclass(frozen=True, slots=True)
 class Wake:
-    """The waiter of `pool` returned: with a token, a job an enqueue handed over, or neither."""
+    """The waiter of `pool` returned: with a token, or after the safety timeout."""
 
     pool: str
     token: bool
-    job: ClaimedJob | None = None
 
 
 class PoolConsumer:
@@ -92,7 +76,6 @@ class PoolConsumer:
         lease_ms: int,
         post: Callable[[Wake], None],
         on_recorded: Callable[[Finished, str], None] | None = None,
-        offers: bool = False,
     ) -> None:
         self.pool = pool
         self.keys = PoolKeys.for_pool(pool)
@@ -115,25 +98,11 @@ class PoolConsumer:
         self.retry_at = 0.0
         self.retry_s = 0.0
         self._finished: list[Finished] = []
-        # Direct hand-over (see the module doc): our idle-set entry, or "" when we make none.
-        self._offer = offer_member(worker_id, lease_ms) if offers else ""
-        self._offer_ttl_ms = int(self._recheck_s * 1000 * OFFER_PERIODS)
-        self._inbox = self.keys.inbox(worker_id)
-        self.offer_standing = False  # an offer may stand: one capacity unit is kept back for it
-        # Deadlines (monotonic) of used offers whose jobs have not reached the inbox yet; each
-        # keeps a unit back. One lost on the way (a dropped BLPOP reply) is forgotten after a
-        # lease: by then its lease has expired and the job went back to the pool.
-        self._in_transit: list[float] = []
-        self._handed_before_told = False  # a job came under an offer no claim has reported used
-        self._offer_settled = False  # our first claim settles whatever a previous process left
         # The dispatcher's own connection for this pool's script calls (see Call.run_on).
         self._conn: redis.connection.AbstractConnection | None = None
         self._armed = threading.Event()
         self._stopped = threading.Event()
         self._waiter_client_id: int | None = None
-        # The keys the waiter BLPOPs: the inbox first (if we make offers), then the wake list.
-        self._listen: tuple[str, ...] = ((self._inbox,) if self._offer else ()) + (self.keys.wake,)
-        self._blocked_on: tuple[str, ...] | None = None  # keys of the BLPOP in progress
         self._waiter = threading.Thread(
             target=self._wait_loop, name=f"workpool-wake-{pool}", daemon=True
         )
@@ -152,32 +121,26 @@ class PoolConsumer:
         """Start the waiter thread."""
         self._waiter.start()
 
-    def stop(self) -> list[ClaimedJob]:
-        """Stop the waiter, take back the offer, leave a wake token if work waits.
+    def stop(self) -> None:
+        """Stop the waiter, then leave a wake token if work waits, for the workers that stay.
 
         Called as soon as the worker starts stopping, so a draining worker never sits on the
-        pool's wake list taking tokens meant for the idle workers. Returns the jobs an enqueue
-        had already handed over (leased to this worker): the caller runs them.
+        pool's wake list taking tokens meant for the idle workers.
         """
         if self._stopped.is_set():
-            return []
+            return
         self._stopped.set()
         self._armed.set()
-        handed: list[ClaimedJob] = []
         try:
             deadline = time.monotonic() + STOP_WAITER_S
             while self._waiter.is_alive() and time.monotonic() < deadline:
                 if self._waiter_client_id is not None:
                     self._client.client_unblock(self._waiter_client_id)
                 self._waiter.join(0.05)
-            handed = self.withdraw_offer()
             if self._client.xlen(self.keys.stream) or self._client.zcard(self.keys.callbacks):
                 self.pass_token()
         except redis.RedisError as exc:
-            # An offer left behind expires unused; jobs left in the inbox go back to the pool
-            # when their leases expire.
             logger.warning("wake_handoff_failed", pool=self.pool, error=str(exc))
-        return handed
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -214,21 +177,13 @@ class PoolConsumer:
             callback_max_attempts=CALLBACK_RETRY.max_attempts,
             dead_maxlen=DEAD_MAXLEN,
             outcomes=_outcomes(ended),
-            offer=self._offer,
-            offer_ttl_ms=self._offer_ttl_ms,
-            offer_unit=int(self.offer_standing and self._offer_settled),
         )
         try:
             reply = self._run(call)
         except redis.RedisError:
             # Keep them for the next call; the caller backs off.
             self._finished = ended + self._finished
-            # The call may have run and left an offer: keep a unit back until one settles it.
-            self.offer_standing = bool(self._offer)
             raise
-        self._settle_offer(reply)
-        for _ in reply.handed:
-            self.job_handed()
         self._recorded_jobs(ended, reply.codes)
         self.needs_claim = False
         self.holding_token = False
@@ -250,52 +205,6 @@ class PoolConsumer:
             if code != "dropped":
                 logger.warning("lease_expired", pool=self.pool, work_id=work_id, outcome=code)
         return reply
-
-    # -- direct hand-over -------------------------------------------------------------------
-
-    @property
-    def reserved(self) -> int:
-        """Capacity units kept back: one for a standing offer, one per job in transit."""
-        self._forget_lost()
-        return int(self.offer_standing) + len(self._in_transit)
-
-    @property
-    def awaits_inbox(self) -> bool:
-        """Whether a job may yet arrive in the inbox (its waiter must keep listening)."""
-        return self.offer_standing or bool(self._in_transit)
-
-    def job_handed(self) -> None:
-        """Account for a job that arrived in the inbox: the unit kept back for it is now used."""
-        if self._in_transit:
-            self._in_transit.pop(0)  # the inbox is FIFO: the oldest used offer came first
-        elif self.offer_standing:
-            self.offer_standing = False
-            self._handed_before_told = True
-
-    def _settle_offer(self, reply: ClaimReply) -> None:
-        if reply.offer_used and self._offer_settled:
-            if self._handed_before_told:
-                self._handed_before_told = False
-            else:
-                self._in_transit.append(time.monotonic() + self._lease_ms / 1000)
-        self._offer_settled = True
-        self.offer_standing = reply.offer_made
-
-    def _forget_lost(self) -> None:
-        now = time.monotonic()
-        while self._in_transit and self._in_transit[0] <= now:
-            self._in_transit.pop(0)
-
-    def withdraw_offer(self) -> list[ClaimedJob]:
-        """Take back the offer (stopping); returns jobs already in the inbox, to be run."""
-        if not self._offer:
-            return []
-        jobs = self._run(
-            self._scripts.offer_withdraw(self.keys, worker=self._worker_id, lease_ms=self._lease_ms)
-        )
-        self.offer_standing = False
-        self._in_transit.clear()
-        return jobs
 
     def renew(self, items: list[LeaseItem]) -> list[tuple[str, str]]:
         """Renew the leases of `items`; returns the (kind, member) of those this worker lost."""
@@ -421,47 +330,22 @@ class PoolConsumer:
 
     # -- waiting ----------------------------------------------------------------------------
 
-    def arm(self, *, tokens: bool = True) -> None:
-        """Let the waiter block: for wake tokens if `tokens` (the worker has free capacity).
-
-        A worker that makes offers always listens to its inbox too (only an offer of its own
-        puts anything there), and stays armed while an offer stands or a handed job is on its
-        way, even when it wants no tokens.
-        """
-        if not tokens and not self.awaits_inbox:
-            self.disarm()
-            return
-        inbox = (self._inbox,) if self._offer else ()
-        keys = inbox + ((self.keys.wake,) if tokens else ())
-        blocked = self._blocked_on
-        self._listen = keys
+    def arm(self) -> None:
+        """Let the waiter block for a token (the worker has free capacity)."""
         self._armed.set()
-        if tokens and blocked is not None and self.keys.wake not in blocked:
-            # Blocked on the inbox alone while the worker was full: let it listen for tokens too.
-            try:
-                if self._waiter_client_id is not None:
-                    self._client.client_unblock(self._waiter_client_id)
-            except redis.RedisError as exc:
-                logger.warning("wake_rearm_failed", pool=self.pool, error=str(exc))
 
     def disarm(self) -> None:
         """Stop the waiter from taking tokens (the worker is full)."""
         self._armed.clear()
 
     def _waiter_connection(self) -> redis.connection.AbstractConnection:
-        # The client's socket timeout (redis-py defaults to 5 s) must not cut a BLPOP short;
-        # inbox items are msgpack, whatever the client decodes.
-        return own_connection(
-            self._client,
-            socket_timeout=self._recheck_s + WAKE_SOCKET_SLACK_S,
-            decode_responses=False,
-        )
+        # The client's socket timeout (redis-py defaults to 5 s) must not cut a BLPOP short.
+        return own_connection(self._client, socket_timeout=self._recheck_s + WAKE_SOCKET_SLACK_S)
 
     def _wait_loop(self) -> None:
         # A dedicated connection, so `stop` can end a blocked BLPOP by its client id (CLIENT
         # UNBLOCK) instead of waiting out the timeout - and cannot lose a token to it.
         conn: redis.connection.AbstractConnection | None = None
-        inbox = self._inbox.encode()
         while True:
             self._armed.wait()
             if self._stopped.is_set():
@@ -471,9 +355,8 @@ class PoolConsumer:
                     conn = self._waiter_connection()
                     conn.send_command("CLIENT", "ID")
                     self._waiter_client_id = int(conn.read_response())
-                self._blocked_on = keys = self._listen
-                conn.send_command("BLPOP", *keys, self._recheck_s)
-                reply = conn.read_response()
+                conn.send_command("BLPOP", self.keys.wake, self._recheck_s)
+                token = conn.read_response()
             except redis.TimeoutError:
                 # Should not happen (the socket outlives the BLPOP), but a timeout is still
                 # due a look at the pool.
@@ -487,29 +370,13 @@ class PoolConsumer:
                 if conn is not None:
                     conn.disconnect()
                 conn = None
-                if not self._stopped.wait(1.0):
-                    # A look at the pool: the claim also empties the inbox, should a job have
-                    # been handed over while this wait was broken.
-                    self._post(Wake(self.pool, False))
-                continue
-            finally:
-                self._blocked_on = None
-            if reply is not None and reply[0] == inbox:
-                self._post_handed(reply[1])  # leased to us: posted even when stopping
+                self._stopped.wait(1.0)
                 continue
             if self._stopped.is_set():
                 break
-            self._post(Wake(self.pool, reply is not None))
+            self._post(Wake(self.pool, token is not None))
         if conn is not None:
             conn.disconnect()
-
-    def _post_handed(self, item: bytes) -> None:
-        try:
-            job = handed_job(item)
-        except Exception as exc:  # not what enqueue.lua packs: its lease expiry hands it back
-            logger.error("inbox_item_unreadable", pool=self.pool, error=repr(exc))
-            return
-        self._post(Wake(self.pool, False, job))
 
 
 def _outcomes(ended: list[Finished]) -> list[Outcome]:

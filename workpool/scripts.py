@@ -13,12 +13,11 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-import msgpack
 import redis
 from redis.client import Pipeline
 from redis.commands.core import Script
@@ -37,7 +36,6 @@ SCRIPT_NAMES = (
     "enqueue",
     "extend_lease",
     "hand_back",
-    "offer_withdraw",
     "stats",
     "update_config",
 )
@@ -245,9 +243,6 @@ class ClaimReply:
     skipped: list[tuple[str, str]]  # (stream id, work id or "") of entries moved aside
     reclaimed: list[tuple[str, str]]  # (work id, code) of expired leases taken back
     codes: list[str]  # one per outcome recorded first, as `complete` returns them
-    offer_used: bool = False  # the previous offer was used: a job is on its way to the inbox
-    offer_made: bool = False  # a new offer stands: one unit of capacity is kept back for it
-    handed: list[ClaimedJob] = field(default_factory=list)  # the inbox, emptied: run these too
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,21 +320,12 @@ class Scripts:
             "1" if check_functions else "0",
             initial_cap,
             "" if timeout_ms is None else timeout_ms,
-            keys.inbox_prefix,
         ]
         for work_id, packed_args in jobs:
             args += [work_id, packed_args]
         return self._call(
             "enqueue",
-            [
-                keys.stream,
-                keys.delayed,
-                keys.wake,
-                keys.functions,
-                keys.config,
-                keys.running,
-                keys.idle,
-            ],
+            [keys.stream, keys.delayed, keys.wake, keys.functions, keys.config],
             args,
             lambda reply: (int(reply[0]), _text(reply[1])),
         )
@@ -360,16 +346,11 @@ class Scripts:
         callback_max_attempts: int,
         dead_maxlen: int,
         outcomes: Sequence[Outcome] = (),
-        offer: str = "",
-        offer_ttl_ms: int = 0,
-        offer_unit: int = 0,
     ) -> Call[ClaimReply]:
         """Admission: record `outcomes`, reclaim expired leases, promote due jobs, take work.
 
         At most `capacity` callbacks and jobs in all; see claim.lua. Recording outcomes in the
-        same call saves the worker a round trip per batch. With `offer` (see `offer_member`)
-        it settles the worker's previous offer to be handed a job by an enqueue, whose kept-back
-        capacity unit is `offer_unit`, and makes a new one for `offer_ttl_ms` if capacity is left.
+        same call saves the worker a round trip per batch.
         """
         return self._call(
             "claim",
@@ -381,8 +362,6 @@ class Scripts:
                 keys.wake,
                 keys.callbacks,
                 keys.dead,
-                keys.idle,
-                keys.inbox(worker),
             ],
             [
                 keys.job_prefix,
@@ -400,9 +379,6 @@ class Scripts:
                 max_query_reruns,
                 callback_max_attempts,
                 dead_maxlen,
-                offer,
-                offer_ttl_ms,
-                offer_unit,
                 *_outcome_args(outcomes),
             ],
             _parse_claim,
@@ -488,17 +464,6 @@ class Scripts:
             "hand_back", [keys.running, keys.stream, keys.callbacks, keys.wake], args, _texts
         )
 
-    def offer_withdraw(
-        self, keys: PoolKeys, *, worker: str, lease_ms: int
-    ) -> Call[list[ClaimedJob]]:
-        """Take back a stopping worker's offer; parses to the jobs already in its inbox."""
-        return self._call(
-            "offer_withdraw",
-            [keys.idle, keys.inbox(worker)],
-            [offer_member(worker, lease_ms)],
-            lambda items: [handed_job(item) for item in items],
-        )
-
     def cancel(
         self, keys: PoolKeys, work_ids: Sequence[str], *, bucket_ms: int, stats_ttl_ms: int
     ) -> Call[list[str]]:
@@ -560,29 +525,8 @@ def _outcome_args(outcomes: Sequence[Outcome]) -> list[Any]:
     return args
 
 
-def offer_member(worker: str, lease_ms: int) -> str:
-    """A worker's entry in a pool's idle set: enqueue.lua reads the lease length from it."""
-    return f"{lease_ms}/{worker}"
-
-
-def handed_job(item: bytes) -> ClaimedJob:
-    """A job an enqueue handed to a worker's inbox (packed by enqueue.lua with cmsgpack)."""
-    work_id, fn, kind, args, attempt, timeout_ms = msgpack.unpackb(item, raw=True)
-    return ClaimedJob(
-        _text(work_id),
-        _text(fn),
-        _text(kind),
-        args,
-        int(attempt),
-        int(timeout_ms) if timeout_ms else None,
-    )
-
-
 def _parse_claim(reply: list[Any]) -> ClaimReply:
-    now, next_delayed, next_callback, next_lease, jobs, callbacks, skipped, reclaimed, codes = (
-        reply[:9]
-    )
-    (offer_used, offer_made), handed = reply[9:11]
+    now, next_delayed, next_callback, next_lease, jobs, callbacks, skipped, reclaimed, codes = reply
     return ClaimReply(
         now_ms=int(now),
         next_delayed_ms=int(next_delayed) if next_delayed else None,
@@ -599,15 +543,4 @@ def _parse_claim(reply: list[Any]) -> ClaimReply:
         skipped=[(_text(s), _text(w)) for s, w in skipped],
         reclaimed=[(_text(w), _text(c)) for w, c in reclaimed],
         codes=_texts(codes),
-        offer_used=bool(offer_used),
-        offer_made=bool(offer_made),
-        handed=[job for job in map(_readable_handed_job, handed) if job is not None],
     )
-
-
-def _readable_handed_job(item: bytes) -> ClaimedJob | None:
-    # An item enqueue.lua did not pack is dropped: its job's lease expiry hands it back.
-    try:
-        return handed_job(item)
-    except (ValueError, TypeError, msgpack.UnpackException):
-        return None

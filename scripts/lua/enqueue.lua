@@ -8,8 +8,6 @@
   KEYS[3] wake       (list)    idle workers' wake token
   KEYS[4] functions  (set)     names registered by the pool's workers
   KEYS[5] config     (hash)    max_parallelism; set to ARGV[13] only if the pool has none
-  KEYS[6] running    (zset)    work id -> lease deadline (ms); ZCARD = slots in use
-  KEYS[7] idle       (zset)    "<lease ms>/<worker id>" -> expiry (ms): idle workers' offers
   ARGV[1] job_prefix           status hash key = job_prefix .. work id (same hash tag)
   ARGV[2] fn                   registered function name
   ARGV[3] kind                 action | mutation | query
@@ -25,15 +23,8 @@
                                registered them (checked only once any worker has registered)
   ARGV[13] initial_cap          the cap of a pool that has no config yet
   ARGV[14] timeout_ms          run-time limit of each attempt, '' for none
-  ARGV[15] inbox_prefix        a worker's inbox list = inbox_prefix .. worker id
-  ARGV[16..] work_id, args     one pair per job; args is msgpack
-  Ready jobs are handed straight to idle workers while the pool has free slots: an idle worker
-  offers to take one job (claim.lua puts its offer in the idle set); the job is written running
-  under a lease in that worker's name, exactly as claim.lua would, and pushed to its inbox, where
-  the worker's blocked BLPOP returns it: it starts without a claim round trip. Each offer takes
-  one job and is then marked used (score -now) so its worker's next claim can tell. The rest go
-  to the stream as usual.
-  Derived keys: job_prefix .. work_id (hash), inbox_prefix .. worker (list); same hash tag.
+  ARGV[15..] work_id, args     one pair per job; args is msgpack
+  Derived keys: job_prefix .. work_id (hash, same hash tag).
   Returns: {0, cap} ok, with the pool's stored cap; {1, name} a function unknown to the pool's
            workers; {2, work_id} that id exists already or repeats in this call. Only {0, cap}
            wrote anything.
@@ -59,10 +50,7 @@ local context = ARGV[11]
 local check_functions = ARGV[12]
 local initial_cap = ARGV[13]
 local timeout_ms = ARGV[14]
-local inbox_prefix = ARGV[15]
-local running_key = KEYS[6]
-local idle_key = KEYS[7]
-local FIRST_JOB = 16
+local FIRST_JOB = 15
 
 --- @include "clock"
 --- @include "wake"
@@ -116,71 +104,27 @@ if on_complete ~= '' then
   end
 end
 
+-- One HSET per job writes the whole hash (each redis.call costs Lua overhead, per job).
+local n = #common
+for i = FIRST_JOB, #ARGV, 2 do
+  local work_id = ARGV[i]
+  if due == nil then
+    common[n + 1], common[n + 2] = 'state', 'pending'
+    common[n + 3], common[n + 4] = 'sid', redis.call('XADD', stream_key, '*', 'id', work_id)
+  else
+    redis.call('ZADD', delayed_key, due, work_id)
+    common[n + 1], common[n + 2], common[n + 3], common[n + 4] =
+      'state', 'scheduled', 'next_run_at', due
+  end
+  redis.call('HSET', job_prefix .. work_id, 'args', ARGV[i + 1], unpack(common))
+end
+
 -- Config lives in Redis: the first enqueue sets it; a later one never overrides it.
 local cap = redis.call('HGET', config_key, 'max_parallelism')
 if not cap then
   cap = initial_cap
   redis.call('HSET', config_key, 'max_parallelism', cap)
 end
-
--- The live offer with the latest expiry, as {lease_ms, worker, member}, or nil.
-local function live_offer()
-  local top = redis.call('ZREVRANGE', idle_key, 0, 0, 'WITHSCORES')
-  if #top == 0 or tonumber(top[2]) <= now then
-    return nil  -- none, or only expired offers and used marks (all score <= now)
-  end
-  local slash = string.find(top[1], '/', 1, true)
-  if not slash then
-    redis.call('ZREM', idle_key, top[1])  -- not ours: never hand work to it
-    return nil
-  end
-  return {tonumber(string.sub(top[1], 1, slash - 1)), string.sub(top[1], slash + 1), top[1]}
-end
-
-local free_slots = 0
-if due == nil then
-  free_slots = tonumber(cap) - redis.call('ZCARD', running_key)
-end
-local handed = 0
-
--- One HSET per job writes the whole hash (each redis.call costs Lua overhead, per job).
-local n = #common
-for i = FIRST_JOB, #ARGV, 2 do
-  local work_id = ARGV[i]
-  local offer = free_slots > 0 and live_offer()
-  if offer then
-    -- Written as claim.lua writes a job it takes ('attempts' repeats common's '0': the later
-    -- field of one HSET wins).
-    local lease_ms, worker = offer[1], offer[2]
-    local fields = {'args', ARGV[i + 1], unpack(common, 1, n)}
-    for _, v in ipairs({'state', 'running', 'attempts', '1', 'started_at', now,
-                        'worker', worker}) do
-      fields[#fields + 1] = v
-    end
-    redis.call('HSET', job_prefix .. work_id, unpack(fields))
-    redis.call('ZADD', running_key, now + lease_ms, work_id)
-    local inbox = inbox_prefix .. worker
-    redis.call('RPUSH', inbox, cmsgpack.pack({work_id, fn, kind, ARGV[i + 1], 1, timeout_ms}))
-    -- An inbox nobody reads (its worker died) goes with the lease; the job is reclaimed then.
-    redis.call('PEXPIRE', inbox, lease_ms)
-    redis.call('ZADD', idle_key, -now, offer[3])
-    free_slots = free_slots - 1
-    handed = handed + 1
-  elseif due == nil then
-    common[n + 1], common[n + 2] = 'state', 'pending'
-    common[n + 3], common[n + 4] = 'sid', redis.call('XADD', stream_key, '*', 'id', work_id)
-    redis.call('HSET', job_prefix .. work_id, 'args', ARGV[i + 1], unpack(common))
-  else
-    redis.call('ZADD', delayed_key, due, work_id)
-    common[n + 1], common[n + 2], common[n + 3], common[n + 4] =
-      'state', 'scheduled', 'next_run_at', due
-    redis.call('HSET', job_prefix .. work_id, 'args', ARGV[i + 1], unpack(common))
-  end
-end
-
 -- Ready work wakes an idle worker; delayed work wakes one too, so it learns the new due time.
--- Work handed over entirely needs no token: its workers are already woken by their inboxes.
-if handed < (#ARGV - FIRST_JOB + 1) / 2 then
-  wake(wake_key)
-end
+wake(wake_key)
 return {0, cap}

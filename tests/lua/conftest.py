@@ -22,12 +22,10 @@ from workpool.keys import PoolKeys
 from workpool.scripts import (
     Call,
     CallbackReport,
-    ClaimedJob,
     ClaimReply,
     LeaseItem,
     Outcome,
     Scripts,
-    offer_member,
 )
 
 POOL = "pool"
@@ -215,11 +213,7 @@ class LuaPool:
         jitter: float = 1.0,
         max_query_reruns: int = 3,
         callback_max_attempts: int = 3,
-        offer: bool = False,
-        offer_ttl_ms: int = 10_000,
-        offer_unit: int = 0,
     ) -> ClaimReply:
-        """With `offer`, the worker also settles and renews its offer to be handed a job."""
         return self.scripts.claim(
             self.keys,
             worker=worker,
@@ -233,15 +227,7 @@ class LuaPool:
             max_query_reruns=max_query_reruns,
             callback_max_attempts=callback_max_attempts,
             dead_maxlen=100,
-            offer=offer_member(worker, lease_ms) if offer else "",
-            offer_ttl_ms=offer_ttl_ms,
-            offer_unit=offer_unit,
         ).run(self.client)
-
-    def offer_withdraw(self, worker: str = "w1", lease_ms: int = LEASE_MS) -> list[ClaimedJob]:
-        return self.scripts.offer_withdraw(self.keys, worker=worker, lease_ms=lease_ms).run(
-            self.client
-        )
 
     def complete(
         self,
@@ -429,7 +415,6 @@ def _prepared_calls(keys: PoolKeys) -> dict[str, Call[Any]]:
         "extend_lease": scripts.extend_lease(
             keys, worker="w", lease_ms=1, items=[LeaseItem("job", "w", 1)]
         ),
-        "offer_withdraw": scripts.offer_withdraw(keys, worker="w", lease_ms=1),
         "hand_back": scripts.hand_back(
             keys, worker="w", bucket_ms=1, stats_ttl_ms=1, items=[LeaseItem("job", "w", 1)]
         ),
