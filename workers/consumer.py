@@ -3,10 +3,19 @@
 Idle workers block in BLPOP on the pool's wake list; scripts leave a token there whenever work
 may have become claimable (work arrived, a slot freed, the cap rose). A waiter only blocks while
 its worker has free capacity, so it never takes a token another idle worker could have used.
+
+A worker of one pool also offers to be handed one job directly: each claim leaves an offer in
+the pool's idle set while capacity is left, and keeps one unit of capacity back for it. An
+enqueue that finds a free slot and an offer writes the job running under a lease in that
+worker's name and pushes it to the worker's inbox, which the waiter BLPOPs with the wake list:
+the job starts without a claim round trip. Offers are named (a sequence number each), and the
+job names its offer, so every unit kept back is accounted for by name: it comes back when a
+claim finds its offer unused or gone, and turns into a running job when that job arrives.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -23,10 +32,13 @@ from workpool.retry import RetryBehavior, draw_jitter
 from workpool.scripts import (
     Call,
     CallbackReport,
+    ClaimedJob,
     ClaimReply,
     LeaseItem,
     Outcome,
     Scripts,
+    handed_job,
+    offer_member,
     own_connection,
 )
 
@@ -56,12 +68,18 @@ MAX_QUERY_RERUNS = 3
 DEAD_MAXLEN = 10_000
 
 
+# An offer stands this many re-check periods: an idle worker renews it every period, and an
+# expired one (its worker died) is never used.
+OFFER_PERIODS = 2
+
+
 @dataclass(frozen=True, slots=True)
 class Wake:
-    """The waiter of `pool` returned: with a token, or after the safety timeout."""
+    """The waiter of `pool` returned: with a token, a job an enqueue handed over, or neither."""
 
     pool: str
     token: bool
+    job: ClaimedJob | None = None
 
 
 class PoolConsumer:
@@ -76,6 +94,7 @@ class PoolConsumer:
         lease_ms: int,
         post: Callable[[Wake], None],
         on_recorded: Callable[[Finished, str], None] | None = None,
+        offers: bool = False,
     ) -> None:
         self.pool = pool
         self.keys = PoolKeys.for_pool(pool)
@@ -98,11 +117,28 @@ class PoolConsumer:
         self.retry_at = 0.0
         self.retry_s = 0.0
         self._finished: list[Finished] = []
+        # Direct hand-over (see the module doc): our idle-set entry, or "" when we make none.
+        self._offers = offers
+        self._offer_ttl_ms = int(self._recheck_s * 1000 * OFFER_PERIODS)
+        self._inbox = self.keys.inbox(worker_id)
+        # Sequence numbers from a random start, so offers of an earlier process that used the
+        # same worker id never collide with ours.
+        self._next_seq = secrets.randbits(40)
+        # Each offer below keeps one unit of capacity back. Made (or maybe made: the call that
+        # made it failed) and not known used: settled by the next claim.
+        self._standing: set[str] = set()
+        # Known used, its job not arrived yet -> when to stop waiting (monotonic). One lost on
+        # the way is forgotten after a lease: its lease has expired and the job is back.
+        self._transit: dict[str, float] = {}
+        self._done: set[str] = set()  # used marks to delete with the next claim
         # The dispatcher's own connection for this pool's script calls (see Call.run_on).
         self._conn: redis.connection.AbstractConnection | None = None
         self._armed = threading.Event()
         self._stopped = threading.Event()
         self._waiter_client_id: int | None = None
+        # The keys the waiter BLPOPs: the inbox first (if we make offers), then the wake list.
+        self._listen: tuple[str, ...] = ((self._inbox,) if self._offers else ()) + (self.keys.wake,)
+        self._blocked_on: tuple[str, ...] | None = None  # keys of the BLPOP in progress
         self._waiter = threading.Thread(
             target=self._wait_loop, name=f"workpool-wake-{pool}", daemon=True
         )
@@ -121,26 +157,33 @@ class PoolConsumer:
         """Start the waiter thread."""
         self._waiter.start()
 
-    def stop(self) -> None:
-        """Stop the waiter, then leave a wake token if work waits, for the workers that stay.
+    def stop(self, *, take_inbox: bool = True) -> list[ClaimedJob]:
+        """Stop the waiter, take back the offer, leave a wake token if work waits.
 
         Called as soon as the worker starts stopping, so a draining worker never sits on the
-        pool's wake list taking tokens meant for the idle workers.
+        pool's wake list taking tokens meant for the idle workers. Returns the jobs an enqueue
+        had already handed over (leased to this worker): the caller runs them. With
+        take_inbox=False (a worker that will run nothing more) they are left to the reclaim.
         """
         if self._stopped.is_set():
-            return
+            return []
         self._stopped.set()
         self._armed.set()
+        handed: list[ClaimedJob] = []
         try:
             deadline = time.monotonic() + STOP_WAITER_S
             while self._waiter.is_alive() and time.monotonic() < deadline:
                 if self._waiter_client_id is not None:
                     self._client.client_unblock(self._waiter_client_id)
                 self._waiter.join(0.05)
+            handed = self.withdraw_offers(take=take_inbox)
             if self._client.xlen(self.keys.stream) or self._client.zcard(self.keys.callbacks):
                 self.pass_token()
         except redis.RedisError as exc:
+            # An offer left behind expires unused; jobs left in the inbox go back to the pool
+            # when their leases expire.
             logger.warning("wake_handoff_failed", pool=self.pool, error=str(exc))
+        return handed
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -163,6 +206,10 @@ class PoolConsumer:
         """
         capacity = min(capacity, MAX_CLAIM)
         ended = self._take(callbacks=False)
+        offer = ""
+        if self._offers:
+            self._next_seq += 1
+            offer = offer_member(self._worker_id, self._lease_ms, self._next_seq)
         call = self._scripts.claim(
             self.keys,
             worker=self._worker_id,
@@ -177,13 +224,22 @@ class PoolConsumer:
             callback_max_attempts=CALLBACK_RETRY.max_attempts,
             dead_maxlen=DEAD_MAXLEN,
             outcomes=_outcomes(ended),
+            offer=offer,
+            offer_ttl_ms=self._offer_ttl_ms,
+            prev_offers=sorted(self._standing),
+            done_offers=sorted(self._done),
         )
         try:
             reply = self._run(call)
         except redis.RedisError:
             # Keep them for the next call; the caller backs off.
             self._finished = ended + self._finished
+            if offer:
+                self._standing.add(offer)  # it may have been made: keep its unit back
             raise
+        self._settle_offers(reply, offer)
+        for job in reply.handed:
+            self.job_handed(job)
         self._recorded_jobs(ended, reply.codes)
         self.needs_claim = False
         self.holding_token = False
@@ -205,6 +261,70 @@ class PoolConsumer:
             if code != "dropped":
                 logger.warning("lease_expired", pool=self.pool, work_id=work_id, outcome=code)
         return reply
+
+    # -- direct hand-over -------------------------------------------------------------------
+
+    @property
+    def reserved(self) -> int:
+        """Capacity units kept back: one per offer that may stand, one per job in transit."""
+        self._forget_lost()
+        return len(self._standing) + len(self._transit)
+
+    @property
+    def offers_standing(self) -> int:
+        """Offers that may stand: a claim gets their units back if they were not used."""
+        return len(self._standing)
+
+    @property
+    def awaits_inbox(self) -> bool:
+        """Whether a job may yet arrive in the inbox (its waiter must keep listening)."""
+        return bool(self._standing or self._transit)
+
+    def job_handed(self, job: ClaimedJob) -> None:
+        """Account for a job that arrived from the inbox: its offer's unit now runs it."""
+        if job.offer in self._standing:
+            self._standing.discard(job.offer)
+            self._done.add(job.offer)
+        else:
+            self._transit.pop(job.offer, None)
+
+    def _settle_offers(self, reply: ClaimReply, offer: str) -> None:
+        # The marks this claim carried in `done` are deleted; the used offers it reports keep
+        # their marks (so a claim re-sent after a lost reply reads the same) until the next.
+        deadline = time.monotonic() + self._lease_ms / 1000
+        used = set(reply.offers_used)
+        for member in self._standing & used:
+            self._transit[member] = deadline
+        self._standing = {offer} if reply.offer_made else set()
+        self._done = used
+
+    def _forget_lost(self) -> None:
+        if not self._transit:
+            return
+        now = time.monotonic()
+        for member in [m for m, until in self._transit.items() if until <= now]:
+            del self._transit[member]
+
+    def withdraw_offers(self, *, take: bool) -> list[ClaimedJob]:
+        """Take back the offers (stopping); with `take`, returns the inbox's jobs, to be run.
+
+        Without it they stay in the inbox, where the reclaim of their leases finds them
+        unstarted and puts them back.
+        """
+        if not self._offers:
+            return []
+        jobs = self._run(
+            self._scripts.offer_withdraw(
+                self.keys,
+                worker=self._worker_id,
+                offers=sorted(self._standing | self._done | set(self._transit)),
+                take=take,
+            )
+        )
+        self._standing.clear()
+        self._transit.clear()
+        self._done.clear()
+        return jobs
 
     def renew(self, items: list[LeaseItem]) -> list[tuple[str, str]]:
         """Renew the leases of `items`; returns the (kind, member) of those this worker lost."""
@@ -330,22 +450,47 @@ class PoolConsumer:
 
     # -- waiting ----------------------------------------------------------------------------
 
-    def arm(self) -> None:
-        """Let the waiter block for a token (the worker has free capacity)."""
+    def arm(self, *, tokens: bool = True) -> None:
+        """Let the waiter block: for wake tokens if `tokens` (the worker has free capacity).
+
+        A worker that makes offers always listens to its inbox too (only an offer of its own
+        puts anything there), and stays armed while an offer stands or a handed job is on its
+        way, even when it wants no tokens.
+        """
+        if not tokens and not self.awaits_inbox:
+            self.disarm()
+            return
+        inbox = (self._inbox,) if self._offers else ()
+        keys = inbox + ((self.keys.wake,) if tokens else ())
+        blocked = self._blocked_on
+        self._listen = keys
         self._armed.set()
+        if tokens and blocked is not None and self.keys.wake not in blocked:
+            # Blocked on the inbox alone while the worker was full: let it listen for tokens too.
+            try:
+                if self._waiter_client_id is not None:
+                    self._client.client_unblock(self._waiter_client_id)
+            except redis.RedisError as exc:
+                logger.warning("wake_rearm_failed", pool=self.pool, error=str(exc))
 
     def disarm(self) -> None:
         """Stop the waiter from taking tokens (the worker is full)."""
         self._armed.clear()
 
     def _waiter_connection(self) -> redis.connection.AbstractConnection:
-        # The client's socket timeout (redis-py defaults to 5 s) must not cut a BLPOP short.
-        return own_connection(self._client, socket_timeout=self._recheck_s + WAKE_SOCKET_SLACK_S)
+        # The client's socket timeout (redis-py defaults to 5 s) must not cut a BLPOP short;
+        # inbox items are msgpack, whatever the client decodes.
+        return own_connection(
+            self._client,
+            socket_timeout=self._recheck_s + WAKE_SOCKET_SLACK_S,
+            decode_responses=False,
+        )
 
     def _wait_loop(self) -> None:
         # A dedicated connection, so `stop` can end a blocked BLPOP by its client id (CLIENT
         # UNBLOCK) instead of waiting out the timeout - and cannot lose a token to it.
         conn: redis.connection.AbstractConnection | None = None
+        inbox = self._inbox.encode()
         while True:
             self._armed.wait()
             if self._stopped.is_set():
@@ -355,8 +500,9 @@ class PoolConsumer:
                     conn = self._waiter_connection()
                     conn.send_command("CLIENT", "ID")
                     self._waiter_client_id = int(conn.read_response())
-                conn.send_command("BLPOP", self.keys.wake, self._recheck_s)
-                token = conn.read_response()
+                self._blocked_on = keys = self._listen
+                conn.send_command("BLPOP", *keys, self._recheck_s)
+                reply = conn.read_response()
             except redis.TimeoutError:
                 # Should not happen (the socket outlives the BLPOP), but a timeout is still
                 # due a look at the pool.
@@ -370,13 +516,29 @@ class PoolConsumer:
                 if conn is not None:
                     conn.disconnect()
                 conn = None
-                self._stopped.wait(1.0)
+                if not self._stopped.wait(1.0):
+                    # A look at the pool: the claim also empties the inbox, should a job have
+                    # been handed over while this wait was broken.
+                    self._post(Wake(self.pool, False))
+                continue
+            finally:
+                self._blocked_on = None
+            if reply is not None and reply[0] == inbox:
+                self._post_handed(reply[1])  # leased to us: posted even when stopping
                 continue
             if self._stopped.is_set():
                 break
-            self._post(Wake(self.pool, token is not None))
+            self._post(Wake(self.pool, reply is not None))
         if conn is not None:
             conn.disconnect()
+
+    def _post_handed(self, item: bytes) -> None:
+        try:
+            job = handed_job(item)
+        except Exception as exc:  # not what enqueue.lua packs: its lease expiry hands it back
+            logger.error("inbox_item_unreadable", pool=self.pool, error=repr(exc))
+            return
+        self._post(Wake(self.pool, False, job))
 
 
 def _outcomes(ended: list[Finished]) -> list[Outcome]:

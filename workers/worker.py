@@ -92,6 +92,10 @@ class Worker:
                 lease_ms=lease_ms,
                 post=self._events.put,
                 on_recorded=self._recorded,
+                # Offers keep a capacity unit back per pool; with several pools one pool's
+                # idle offer could hold back the unit another pool needs, so only one-pool
+                # workers make them.
+                offers=len(self.pools) == 1,
             )
             for pool in self.pools
         }
@@ -204,7 +208,9 @@ class Worker:
 
     def _shutdown(self) -> None:
         for consumer in self._consumers.values():
-            consumer.stop()
+            # A no-op after a graceful stop. Otherwise jobs handed over stay in the inbox: the
+            # reclaim of their leases puts them back unstarted.
+            consumer.stop(take_inbox=False)
             consumer.close()
         if self._executor is not None and not self.abandoned:
             self._executor.shutdown()
@@ -229,8 +235,9 @@ class Worker:
         if self._stopping:
             moments.append(self._stop_deadline)
         else:
-            has_capacity = self._in_flight < self.concurrency
+            free = self.concurrency - self._in_flight - self._reserved()
             for consumer in self._consumers.values():
+                has_capacity = free + consumer.offers_standing > 0
                 # While a pool backs off after an error, look at it again when the wait ends.
                 backing_off = consumer.retry_at > now
                 due = (
@@ -247,6 +254,11 @@ class Worker:
             self._finished(event)
         elif isinstance(event, Wake):
             consumer = self._consumers[event.pool]
+            if event.job is not None:
+                # Already leased to this worker by an enqueue: run it, even while stopping.
+                consumer.job_handed(event.job)
+                self._start_job(event.pool, event.job)
+                return
             if self._stopping:
                 if event.token:
                     consumer.pass_token()  # a draining worker takes nothing: hand it on
@@ -257,7 +269,8 @@ class Worker:
             self._stopping = True
             self._stop_deadline = time.monotonic() + self.grace_s
             for consumer in self._consumers.values():
-                consumer.stop()
+                for job in consumer.stop():
+                    self._start_job(consumer.pool, job)
 
     def _finished(self, event: Finished) -> None:
         self._in_flight -= 1
@@ -333,11 +346,14 @@ class Worker:
         self._rotation = (self._rotation + 1) % len(consumers)
         now = time.monotonic()
         for consumer in consumers[self._rotation :] + consumers[: self._rotation]:
-            free = self.concurrency - self._in_flight
-            if free == 0 and consumer.holding_token:
+            # Units kept back for offers and handed jobs on their way are not free; a pool's
+            # claim may still use the unit of its own offer (the script adds it if unused).
+            free = self.concurrency - self._in_flight - self._reserved()
+            usable = free + consumer.offers_standing
+            if usable == 0 and consumer.holding_token:
                 consumer.pass_token()
-            due = consumer.next_due(has_capacity=free > 0)
-            wanted = (consumer.needs_claim and free > 0) or (due is not None and due <= now)
+            due = consumer.next_due(has_capacity=usable > 0)
+            wanted = (consumer.needs_claim and usable > 0) or (due is not None and due <= now)
             if not wanted or consumer.retry_at > now:
                 continue
             try:
@@ -349,14 +365,14 @@ class Worker:
             consumer.retry_s = 0.0
             for callback in reply.callbacks:
                 self._start_callback(consumer.pool, callback)
-            for job in reply.jobs:
+            for job in reply.jobs + reply.handed:
                 self._start_job(consumer.pool, job)
-        idle = self._in_flight < self.concurrency
+        free = self.concurrency - self._in_flight - self._reserved()
         for consumer in consumers:
-            if idle:
-                consumer.arm()
-            else:
-                consumer.disarm()
+            consumer.arm(tokens=free > 0 or consumer.offers_standing > 0)
+
+    def _reserved(self) -> int:
+        return sum(consumer.reserved for consumer in self._consumers.values())
 
     def _start_job(self, pool: str, job: ClaimedJob) -> None:
         assert self._executor is not None

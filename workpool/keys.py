@@ -62,6 +62,8 @@ class PoolKeys:
     finished: str  # pub/sub channel: work id of each job that finished
     job_prefix: str  # hash per job: job_prefix + work id
     stats_prefix: str  # hash per 10 s bucket of outcome counters: stats_prefix + bucket number
+    idle: str  # zset: "<lease ms>/<worker id>" -> expiry (ms) of its offer to take one job
+    inbox_prefix: str  # list per worker: jobs an enqueue handed it directly (inbox_prefix + id)
 
     @classmethod
     def for_pool(cls, pool: str) -> PoolKeys:
@@ -80,7 +82,13 @@ class PoolKeys:
             finished=f"{base}:finished",
             job_prefix=f"{base}:job:",
             stats_prefix=f"{base}:stats:",
+            idle=f"{base}:idle",
+            inbox_prefix=f"{base}:inbox:",
         )
+
+    def inbox(self, worker_id: str) -> str:
+        """The list where an enqueue leaves `worker_id` a job it handed over directly."""
+        return self.inbox_prefix + worker_id
 
     def job(self, work_id: str) -> str:
         """The status hash of one job."""

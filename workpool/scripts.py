@@ -13,11 +13,12 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import msgpack
 import redis
 from redis.client import Pipeline
 from redis.commands.core import Script
@@ -36,6 +37,7 @@ SCRIPT_NAMES = (
     "enqueue",
     "extend_lease",
     "hand_back",
+    "offer_withdraw",
     "stats",
     "update_config",
 )
@@ -215,6 +217,7 @@ class ClaimedJob:
     attempt: int
     timeout_ms: int | None
     queued_ms: int = 0  # how long it waited, ready, before this claim
+    offer: str = ""  # for a job an enqueue handed over: the offer it was handed under
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +246,9 @@ class ClaimReply:
     skipped: list[tuple[str, str]]  # (stream id, work id or "") of entries moved aside
     reclaimed: list[tuple[str, str]]  # (work id, code) of expired leases taken back
     codes: list[str]  # one per outcome recorded first, as `complete` returns them
+    offer_made: bool = False  # the new offer stands: one unit of capacity is kept back for it
+    offers_used: list[str] = field(default_factory=list)  # previous offers an enqueue used
+    handed: list[ClaimedJob] = field(default_factory=list)  # the inbox, emptied: run these too
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,12 +326,21 @@ class Scripts:
             "1" if check_functions else "0",
             initial_cap,
             "" if timeout_ms is None else timeout_ms,
+            keys.inbox_prefix,
         ]
         for work_id, packed_args in jobs:
             args += [work_id, packed_args]
         return self._call(
             "enqueue",
-            [keys.stream, keys.delayed, keys.wake, keys.functions, keys.config],
+            [
+                keys.stream,
+                keys.delayed,
+                keys.wake,
+                keys.functions,
+                keys.config,
+                keys.running,
+                keys.idle,
+            ],
             args,
             lambda reply: (int(reply[0]), _text(reply[1])),
         )
@@ -346,11 +361,17 @@ class Scripts:
         callback_max_attempts: int,
         dead_maxlen: int,
         outcomes: Sequence[Outcome] = (),
+        offer: str = "",
+        offer_ttl_ms: int = 0,
+        prev_offers: Sequence[str] = (),
+        done_offers: Sequence[str] = (),
     ) -> Call[ClaimReply]:
         """Admission: record `outcomes`, reclaim expired leases, promote due jobs, take work.
 
         At most `capacity` callbacks and jobs in all; see claim.lua. Recording outcomes in the
-        same call saves the worker a round trip per batch.
+        same call saves the worker a round trip per batch. Offers (see `offer_member`): it
+        settles `prev_offers` (each unused one adds its kept-back unit to `capacity`), deletes
+        the used marks of `done_offers`, and makes `offer` for `offer_ttl_ms` if capacity is left.
         """
         return self._call(
             "claim",
@@ -362,6 +383,8 @@ class Scripts:
                 keys.wake,
                 keys.callbacks,
                 keys.dead,
+                keys.idle,
+                keys.inbox(worker),
             ],
             [
                 keys.job_prefix,
@@ -379,6 +402,13 @@ class Scripts:
                 max_query_reruns,
                 callback_max_attempts,
                 dead_maxlen,
+                offer,
+                offer_ttl_ms,
+                keys.inbox_prefix,
+                len(prev_offers),
+                *prev_offers,
+                len(done_offers),
+                *done_offers,
                 *_outcome_args(outcomes),
             ],
             _parse_claim,
@@ -464,6 +494,17 @@ class Scripts:
             "hand_back", [keys.running, keys.stream, keys.callbacks, keys.wake], args, _texts
         )
 
+    def offer_withdraw(
+        self, keys: PoolKeys, *, worker: str, offers: Sequence[str], take: bool
+    ) -> Call[list[ClaimedJob]]:
+        """Take back a stopping worker's `offers`; with `take`, parses to its inbox's jobs."""
+        return self._call(
+            "offer_withdraw",
+            [keys.idle, keys.inbox(worker)],
+            ["1" if take else "0", *offers],
+            lambda items: [job for job in map(_readable_handed_job, items) if job is not None],
+        )
+
     def cancel(
         self, keys: PoolKeys, work_ids: Sequence[str], *, bucket_ms: int, stats_ttl_ms: int
     ) -> Call[list[str]]:
@@ -525,8 +566,30 @@ def _outcome_args(outcomes: Sequence[Outcome]) -> list[Any]:
     return args
 
 
+def offer_member(worker: str, lease_ms: int, seq: int) -> str:
+    """One offer of a worker in a pool's idle set: enqueue.lua reads the lease length from it."""
+    return f"{lease_ms}/{seq}/{worker}"
+
+
+def handed_job(item: bytes) -> ClaimedJob:
+    """A job an enqueue handed to a worker's inbox (packed by enqueue.lua with cmsgpack)."""
+    work_id, fn, kind, args, attempt, timeout_ms, offer = msgpack.unpackb(item, raw=True)
+    return ClaimedJob(
+        _text(work_id),
+        _text(fn),
+        _text(kind),
+        args,
+        int(attempt),
+        int(timeout_ms) if timeout_ms else None,
+        offer=_text(offer),
+    )
+
+
 def _parse_claim(reply: list[Any]) -> ClaimReply:
-    now, next_delayed, next_callback, next_lease, jobs, callbacks, skipped, reclaimed, codes = reply
+    now, next_delayed, next_callback, next_lease, jobs, callbacks, skipped, reclaimed, codes = (
+        reply[:9]
+    )
+    (offer_made, offers_used), handed = reply[9:11]
     return ClaimReply(
         now_ms=int(now),
         next_delayed_ms=int(next_delayed) if next_delayed else None,
@@ -543,4 +606,15 @@ def _parse_claim(reply: list[Any]) -> ClaimReply:
         skipped=[(_text(s), _text(w)) for s, w in skipped],
         reclaimed=[(_text(w), _text(c)) for w, c in reclaimed],
         codes=_texts(codes),
+        offer_made=bool(offer_made),
+        offers_used=_texts(offers_used),
+        handed=[job for job in map(_readable_handed_job, handed) if job is not None],
     )
+
+
+def _readable_handed_job(item: bytes) -> ClaimedJob | None:
+    # An item enqueue.lua did not pack is dropped: its job's lease expiry hands it back.
+    try:
+        return handed_job(item)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None

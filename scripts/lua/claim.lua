@@ -15,6 +15,8 @@
   KEYS[5] wake       (list)    idle workers' wake token
   KEYS[6] callbacks  (zset)    work id -> due time, or lease deadline while running (ms)
   KEYS[7] dead       (stream)  stream entries moved aside: no pending job behind them
+  KEYS[8] idle       (zset)    idle workers' offers to take one job directly (enqueue.lua)
+  KEYS[9] inbox      (list)    this worker's inbox: jobs enqueues handed it under its offers
   ARGV[1] job_prefix           status hash key = job_prefix .. work id (same hash tag)
   ARGV[2] group                consumer group name
   ARGV[3] worker               id of the claiming worker, recorded as the owner
@@ -30,12 +32,26 @@
   ARGV[13] max_query_reruns    times a query is re-run after lost workers before it fails
   ARGV[14] callback_max_attempts  a callback whose lease expired this often is failed
   ARGV[15] dead_maxlen         approximate length the dead stream is trimmed to
-  ARGV[16..] outcomes to record first, 5 values each, exactly as complete.lua's ARGV[8..]
+  ARGV[16] offer               a new offer to make if capacity is left, as
+                               "<lease ms>/<seq>/<worker id>" (seq: new per offer); '' = none
+  ARGV[17] offer_ttl_ms        how long a new offer stands (the worker renews it sooner)
+  ARGV[18] inbox_prefix        a worker's inbox = inbox_prefix .. worker id (for reclaims)
+  ARGV[19] n_prev              then n_prev offers this worker made that may still stand
+  ARGV[..] n_done              then n_done used marks this worker has learned of (deleted)
+  ARGV[..] outcomes to record first, 5 values each, exactly as complete.lua's ARGV[8..]
+  Offers (see enqueue.lua): each offer of the worker's keeps one unit of its capacity back.
+  A previous offer is settled first: still standing or gone (expired), it is removed and its
+  unit joins `capacity`; used by an enqueue (score < 0), its job is on its way to the inbox, the
+  unit stays spent, and the used mark stays until the worker names it in `done` (so a claim
+  sent again after a lost reply reads the same). After taking work a new offer is made if
+  capacity is left, and expired offers and used marks older than a day are cleared.
+  The inbox is emptied into the reply too: a handed job reaches its worker by whichever comes
+  first, its waiter's BLPOP or its next claim.
   Expired leases are left alone until the server has been up for lease_ms (after a restart
   every deadline has passed while the workers holding them were merely cut off).
   Derived keys: job_prefix .. work_id (hash), stats_prefix .. bucket (hash); same hash tag.
   Returns: {now_ms, next_delayed_ms, next_callback_ms, next_lease_ms, jobs, callbacks, skipped,
-            reclaimed, codes} where
+            reclaimed, codes, offers, handed} where
     jobs      = {{work_id, fn, kind, args, attempt, timeout_ms or '', queued_ms}, ...}
                 queued_ms: how long it waited ready in the stream
     callbacks = {{work_id, on_complete, context, result, return_value, error, attempt}, ...}
@@ -43,6 +59,9 @@
                 (canceled, deleted, or not written by workpool), moved to the dead stream
     reclaimed = {{work_id, code}, ...}: expired leases taken back (codes as reclaim())
     codes     = one code per outcome, as complete.lua returns them
+    offers    = {made, used}: made = 1 if the new offer stands; used = the previous offers
+                an enqueue used
+    handed    = the inbox's items (jobs already leased to this worker, as enqueue.lua packs them)
     next_*_ms: the earliest score left in the delayed / callbacks / running set ('' if empty)
   Complexity: O(log N) per outcome, and per job reclaimed, moved, taken or skipped; never
   O(backlog). Each set is first probed by its head alone, so an idle set costs one call.
@@ -70,7 +89,18 @@ local jitter = tonumber(ARGV[12])
 local max_query_reruns = tonumber(ARGV[13])
 local callback_max_attempts = tonumber(ARGV[14])
 local dead_maxlen = tonumber(ARGV[15])
-local FIRST_OUTCOME = 16
+local idle_key = KEYS[8]
+local inbox_key = KEYS[9]
+local offer = ARGV[16]
+local offer_ttl_ms = tonumber(ARGV[17])
+local inbox_prefix = ARGV[18]
+local n_prev = tonumber(ARGV[19])
+local FIRST_PREV = 20
+local n_done = tonumber(ARGV[FIRST_PREV + n_prev])
+local FIRST_DONE = FIRST_PREV + n_prev + 1
+local FIRST_OUTCOME = FIRST_DONE + n_done
+-- Used marks older than this are cleared even if their worker never came back.
+local USED_MARK_KEEP_MS = 86400000
 -- With NOACK there is no pending-entries list, so one shared consumer name suffices; per-worker
 -- names would pile up in the group forever. The job hash records the real owner.
 local CONSUMER = 'workers'
@@ -88,6 +118,7 @@ local now = now_ms()
 local ctx = {job_prefix = job_prefix, running_key = running_key, delayed_key = delayed_key,
              stream_key = stream_key, callbacks_key = callbacks_key, channel = channel, now = now,
              worker = worker, lease_ms = lease_ms, max_query_reruns = max_query_reruns,
+             inbox_prefix = inbox_prefix,
              executions = 0, errors = 0, failures = 0, slots_freed = 0}
 
 -- 0. Record the outcomes the worker brought: their slots count as free below.
@@ -95,6 +126,31 @@ local codes = {}
 for i = FIRST_OUTCOME, #ARGV, 5 do
   codes[#codes + 1] = complete_one(ctx, ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2],
                                    ARGV[i + 3], tonumber(ARGV[i + 4]))
+end
+
+-- 0b. Settle the worker's previous offers, forget used marks it has learned of, and take what
+-- its inbox holds.
+local used = {}
+for i = FIRST_PREV, FIRST_PREV + n_prev - 1 do
+  local score = tonumber(redis.call('ZSCORE', idle_key, ARGV[i]))
+  if score and score < 0 then
+    used[#used + 1] = ARGV[i]
+  else
+    if score then
+      redis.call('ZREM', idle_key, ARGV[i])
+    end
+    capacity = capacity + 1
+  end
+end
+for i = FIRST_DONE, FIRST_OUTCOME - 1 do
+  redis.call('ZREM', idle_key, ARGV[i])
+end
+local handed = {}
+if offer ~= '' or n_prev > 0 then
+  handed = redis.call('LRANGE', inbox_key, 0, -1)
+  if #handed > 0 then
+    redis.call('DEL', inbox_key)
+  end
 end
 
 -- 1. Take back expired leases: their slots count as free below. Right after a server restart
@@ -269,7 +325,19 @@ if #leases > 0 then
   end
 end
 
--- 5. Leave a wake token if work remains that another worker could take now: free slots left
+-- 5. Offer to take one more job straight from an enqueue, if capacity is left. Expired offers
+-- (score in [0, now]) and old used marks (score in (-(now - keep), 0)) form one range.
+local offer_made = 0
+if offer ~= '' then
+  local oldest_mark = string.format('(%d', -(now - USED_MARK_KEEP_MS))
+  redis.call('ZREMRANGEBYSCORE', idle_key, oldest_mark, string.format('%d', now))
+  if capacity - #callbacks - #jobs >= 1 then
+    redis.call('ZADD', idle_key, now + offer_ttl_ms, offer)
+    offer_made = 1
+  end
+end
+
+-- 6. Leave a wake token if work remains that another worker could take now: free slots left
 -- with jobs still ready (freed by outcomes or reclaims, or promoted work), or callbacks due.
 local more_jobs = free_slots - #jobs > 0 and redis.call('XLEN', stream_key) > 0
 if more_jobs or (next_callback and next_callback <= now) then
@@ -283,4 +351,5 @@ local function reply_ms(ms)
   return string.format('%d', ms)
 end
 return {string.format('%d', now), reply_ms(next_delayed), reply_ms(next_callback),
-        reply_ms(next_lease), jobs, callbacks, skipped, reclaimed, codes}
+        reply_ms(next_lease), jobs, callbacks, skipped, reclaimed, codes, {offer_made, used},
+        handed}

@@ -105,7 +105,10 @@ def test_drained_pool_leaves_only_its_constant_keys(r, make_pool, ready_workers,
     # And what remains of the pool is only its small constant keys and expiring stats buckets
     remaining = {k.decode() for k in r.scan_iter(match=f"workpool:{{{pool.name}}}:*")}
     stats_buckets = {k for k in remaining if k.startswith(keys.stats_prefix)}
-    assert remaining - stats_buckets <= {keys.stream, keys.config, keys.functions, keys.wake}
+    constant = {keys.stream, keys.config, keys.functions, keys.wake, keys.idle}
+    assert remaining - stats_buckets <= constant
+    # (the idle set holds at most one offer per worker)
+    assert r.zcard(keys.idle) <= 1
     assert all(r.ttl(k) > 0 for k in stats_buckets)
     # And the stream, delayed, running and callback structures are empty
     assert r.xlen(keys.stream) == 0

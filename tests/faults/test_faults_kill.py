@@ -145,19 +145,24 @@ def test_slot_of_a_killed_worker_is_freed_within_about_one_lease(
 def test_slot_of_a_killed_worker_is_freed_within_about_one_lease_for_an_unaware_survivor(
     r, make_pool, ready_workers, finished
 ):
-    # Given a pool with cap 1 and two idle workers: A first, then B (so A is first in line for
-    # the pool's wake token)
+    # Given a pool with cap 1 and two idle workers
     pool = make_pool("kill_unaware", max_parallelism=1)
-    (a,) = ready_workers(1, pools=("kill_unaware",), extra_args=LEASE)
-    (b,) = ready_workers(1, pools=("kill_unaware",), extra_args=LEASE)
-    # And two jobs enqueued at once: a mutation that blocks, and a quick job behind it. One
-    # wake token: A claims the mutation, the cap stops it from taking the other, and B, which
-    # last claimed before either job existed, is not woken
+    workers = ready_workers(2, pools=("kill_unaware",), extra_args=LEASE)
+    # And two jobs enqueued while the pool is paused: a mutation that blocks, and a quick job
+    # behind it. Neither is handed to an idle worker's offer (no free slot)
+    pool.update_config(max_parallelism=0)
     r.set("test:kill_unaware:second:release", 1)  # the second job returns at once
     held, queued = pool.enqueue_mutation_batch(
         jobs.faults_hold, [{"key": "test:kill_unaware"}, {"key": "test:kill_unaware:second"}]
     )
-    _started_on(r, "test:kill_unaware", a)
+    # And the cap raised to 1: one wake token; the worker taking it (A) claims the mutation, the
+    # cap stops it from taking the other, and the other worker (B) is not woken while the
+    # lease exists
+    pool.update_config(max_parallelism=1)
+    wait_until(lambda: r.exists("test:kill_unaware:started"), 10, message="the mutation to start")
+    started_pid = int(r.get("test:kill_unaware:started"))
+    a, b = sorted(workers, key=lambda w: w.pid != started_pid)
+    assert a.pid == started_pid
     assert pool.status(queued).state is State.PENDING
     # When A is killed with SIGKILL
     killed_at = time.monotonic()

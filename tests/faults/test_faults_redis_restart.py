@@ -98,6 +98,10 @@ def test_redis_killed_and_restarted_loses_no_acknowledged_job(
         message=f"all {len(ids)} jobs to finish",
     )
     results = [pool.result(w) for w in ids]
+    # (the ids and errors of any that did not succeed first: the telling failure message)
+    assert [
+        (ids[i], r.error) for i, r in enumerate(results) if r.kind is not ResultKind.SUCCESS
+    ] == []
     assert [r.kind for r in results] == [ResultKind.SUCCESS] * len(ids)
     assert [r.return_value for r in results] == list(range(len(ids)))
     # And the worker lived through it (it noticed the outage and kept its process)

@@ -22,6 +22,7 @@ from workpool.keys import PoolKeys
 from workpool.scripts import (
     Call,
     CallbackReport,
+    ClaimedJob,
     ClaimReply,
     LeaseItem,
     Outcome,
@@ -213,7 +214,12 @@ class LuaPool:
         jitter: float = 1.0,
         max_query_reruns: int = 3,
         callback_max_attempts: int = 3,
+        offer: str = "",
+        offer_ttl_ms: int = 10_000,
+        prev: tuple[str, ...] = (),
+        done: tuple[str, ...] = (),
     ) -> ClaimReply:
+        """Offers: settle `prev`, delete the used marks `done`, make `offer` if room is left."""
         return self.scripts.claim(
             self.keys,
             worker=worker,
@@ -227,7 +233,18 @@ class LuaPool:
             max_query_reruns=max_query_reruns,
             callback_max_attempts=callback_max_attempts,
             dead_maxlen=100,
+            offer=offer,
+            offer_ttl_ms=offer_ttl_ms,
+            prev_offers=prev,
+            done_offers=done,
         ).run(self.client)
+
+    def offer_withdraw(
+        self, *offers: str, worker: str = "w1", take: bool = True
+    ) -> list[ClaimedJob]:
+        return self.scripts.offer_withdraw(self.keys, worker=worker, offers=offers, take=take).run(
+            self.client
+        )
 
     def complete(
         self,
@@ -415,6 +432,7 @@ def _prepared_calls(keys: PoolKeys) -> dict[str, Call[Any]]:
         "extend_lease": scripts.extend_lease(
             keys, worker="w", lease_ms=1, items=[LeaseItem("job", "w", 1)]
         ),
+        "offer_withdraw": scripts.offer_withdraw(keys, worker="w", offers=["1/1/w"], take=True),
         "hand_back": scripts.hand_back(
             keys, worker="w", bucket_ms=1, stats_ttl_ms=1, items=[LeaseItem("job", "w", 1)]
         ),
