@@ -45,8 +45,8 @@
   unit stays spent, and the used mark stays until the worker names it in `done` (so a claim
   sent again after a lost reply reads the same). After taking work a new offer is made if
   capacity is left, and expired offers and used marks older than a day are cleared.
-  The inbox is emptied into the reply too: a handed job reaches its worker by whichever comes
-  first, its waiter's BLPOP or its next claim.
+  After offer activity (prev or done given) the inbox is emptied into the reply too: a handed
+  job reaches its worker by whichever comes first, its waiter's BLPOP or its next claim.
   Expired leases are left alone until the server has been up for lease_ms (after a restart
   every deadline has passed while the workers holding them were merely cut off).
   Derived keys: job_prefix .. work_id (hash), stats_prefix .. bucket (hash); same hash tag.
@@ -145,8 +145,10 @@ end
 for i = FIRST_DONE, FIRST_OUTCOME - 1 do
   redis.call('ZREM', idle_key, ARGV[i])
 end
+-- Only after offer activity: otherwise nothing can be there (and a job the waiter somehow
+-- missed is found by the reclaim of its lease, unstarted).
 local handed = {}
-if offer ~= '' or n_prev > 0 then
+if n_prev > 0 or n_done > 0 then
   handed = redis.call('LRANGE', inbox_key, 0, -1)
   if #handed > 0 then
     redis.call('DEL', inbox_key)
@@ -328,13 +330,11 @@ end
 -- 5. Offer to take one more job straight from an enqueue, if capacity is left. Expired offers
 -- (score in [0, now]) and old used marks (score in (-(now - keep), 0)) form one range.
 local offer_made = 0
-if offer ~= '' then
+if offer ~= '' and capacity - #callbacks - #jobs >= 1 then
   local oldest_mark = string.format('(%d', -(now - USED_MARK_KEEP_MS))
   redis.call('ZREMRANGEBYSCORE', idle_key, oldest_mark, string.format('%d', now))
-  if capacity - #callbacks - #jobs >= 1 then
-    redis.call('ZADD', idle_key, now + offer_ttl_ms, offer)
-    offer_made = 1
-  end
+  redis.call('ZADD', idle_key, now + offer_ttl_ms, offer)
+  offer_made = 1
 end
 
 -- 6. Leave a wake token if work remains that another worker could take now: free slots left

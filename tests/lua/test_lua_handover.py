@@ -104,9 +104,9 @@ def test_expired_offer_is_never_used_and_is_cleared(pool):
     pool.client.zadd(pool.keys.idle, {O1: pool.now_ms() - 1})
     # When a job is enqueued
     pool.enqueue("a")
-    # Then it goes to the stream, and another worker's claim clears the dead offer
+    # Then it goes to the stream, and another worker's claim that makes an offer clears it
     assert pool.stream_work_ids() == ["a"] and _inbox(pool) == []
-    pool.claim(worker="w2", capacity=1, offer=offer_member("w2", 30_000, 1))
+    pool.claim(worker="w2", capacity=2, offer=offer_member("w2", 30_000, 1))
     assert O1 not in pool.zset(pool.keys.idle)
 
 
