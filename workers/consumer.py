@@ -37,9 +37,9 @@ from workpool.scripts import (
     LeaseItem,
     Outcome,
     Scripts,
-    handed_job,
     offer_member,
     own_connection,
+    read_handed_job,
 )
 
 logger = structlog.get_logger(__name__)
@@ -117,7 +117,7 @@ class PoolConsumer:
         self.retry_at = 0.0
         self.retry_s = 0.0
         self._finished: list[Finished] = []
-        # Direct hand-over (see the module doc): our idle-set entry, or "" when we make none.
+        # Direct hand-over (see the module doc): whether this worker makes offers at all.
         self._offers = offers
         self._offer_ttl_ms = int(self._recheck_s * 1000 * OFFER_PERIODS)
         self._inbox = self.keys.inbox(worker_id)
@@ -533,10 +533,9 @@ class PoolConsumer:
             conn.disconnect()
 
     def _post_handed(self, item: bytes) -> None:
-        try:
-            job = handed_job(item)
-        except Exception as exc:  # not what enqueue.lua packs: its lease expiry hands it back
-            logger.error("inbox_item_unreadable", pool=self.pool, error=repr(exc))
+        job = read_handed_job(item)
+        if job is None:
+            logger.error("inbox_item_unreadable", pool=self.pool, item=repr(item[:100]))
             return
         self._post(Wake(self.pool, False, job))
 

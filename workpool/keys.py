@@ -62,7 +62,7 @@ class PoolKeys:
     finished: str  # pub/sub channel: work id of each job that finished
     job_prefix: str  # hash per job: job_prefix + work id
     stats_prefix: str  # hash per 10 s bucket of outcome counters: stats_prefix + bucket number
-    idle: str  # zset: "<lease ms>/<worker id>" -> expiry (ms) of its offer to take one job
+    idle: str  # zset: "<lease ms>/<seq>/<worker id>" -> expiry (ms) of an offer to take a job
     inbox_prefix: str  # list per worker: jobs an enqueue handed it directly (inbox_prefix + id)
 
     @classmethod

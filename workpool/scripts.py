@@ -502,7 +502,7 @@ class Scripts:
             "offer_withdraw",
             [keys.idle, keys.inbox(worker)],
             ["1" if take else "0", *offers],
-            lambda items: [job for job in map(_readable_handed_job, items) if job is not None],
+            _handed_jobs,
         )
 
     def cancel(
@@ -608,13 +608,20 @@ def _parse_claim(reply: list[Any]) -> ClaimReply:
         codes=_texts(codes),
         offer_made=bool(offer_made),
         offers_used=_texts(offers_used),
-        handed=[job for job in map(_readable_handed_job, handed) if job is not None],
+        handed=_handed_jobs(handed),
     )
 
 
-def _readable_handed_job(item: bytes) -> ClaimedJob | None:
-    # An item enqueue.lua did not pack is dropped: its job's lease expiry hands it back.
+def read_handed_job(item: bytes) -> ClaimedJob | None:
+    """`handed_job`, or None for an item enqueue.lua did not pack.
+
+    Such a job's lease expiry hands it back; a bad item must not break a claim or the waiter.
+    """
     try:
         return handed_job(item)
     except (ValueError, TypeError, msgpack.UnpackException):
         return None
+
+
+def _handed_jobs(items: list[bytes]) -> list[ClaimedJob]:
+    return [job for job in map(read_handed_job, items) if job is not None]

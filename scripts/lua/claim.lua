@@ -113,6 +113,7 @@ local CONSUMER = 'workers'
 --- @include "reclaim"
 --- @include "complete_one"
 --- @include "head"
+--- @include "take_all"
 
 local now = now_ms()
 local ctx = {job_prefix = job_prefix, running_key = running_key, delayed_key = delayed_key,
@@ -149,10 +150,7 @@ end
 -- missed is found by the reclaim of its lease, unstarted).
 local handed = {}
 if n_prev > 0 or n_done > 0 then
-  handed = redis.call('LRANGE', inbox_key, 0, -1)
-  if #handed > 0 then
-    redis.call('DEL', inbox_key)
-  end
+  handed = take_all(inbox_key)
 end
 
 -- 1. Take back expired leases: their slots count as free below. Right after a server restart

@@ -12,12 +12,12 @@
            enqueue.lua packed it), oldest first, for the worker to run; else {}.
   Complexity: O(offers log N + items).
 ]]
+--- @include "take_all"
+
 for i = 2, #ARGV do
   redis.call('ZREM', KEYS[1], ARGV[i])
 end
 if ARGV[1] ~= '1' then
   return {}
 end
-local items = redis.call('LRANGE', KEYS[2], 0, -1)
-redis.call('DEL', KEYS[2])
-return items
+return take_all(KEYS[2])
