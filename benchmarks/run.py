@@ -62,6 +62,7 @@ FIGURES = [
     Figure("late_first", "(e) delayed lateness, first job", "ms", False),
     Figure("late_p50", "(e) delayed lateness p50", "ms", False),
     Figure("late_p99", "(e) delayed lateness p99", "ms", False),
+    Figure("bodies", "(g) ceiling: the job bodies alone, 2 x 8 threads, no queue", "jobs/s", True),
 ]
 
 
@@ -149,6 +150,13 @@ class Runner:
             res = harness.run_script(s, "produce", url, "--n", str(n), "--mode", "xadd")
             out["xadd_single"] = n / res["elapsed"]
             self.log(f"  bare XADD: {out['xadd_single']:.0f}/s")
+
+        if s.name == "raw":
+            # The ceiling: what the machine does with the job bodies and no job system at all.
+            self.fresh()
+            res = harness.run_script(s, "bodies", url, "--n", str(n), "--concurrency", "8")
+            out["bodies"] = n / res["elapsed"]
+            self.log(f"  job bodies alone: {out['bodies']:.0f}/s")
 
         # (b) drain: pre-fill, start workers, time to the last completion.
         self.fresh()
@@ -342,7 +350,9 @@ def write_results(path: Path, store: dict[str, Any], names: list[str], lines: li
         " reference is one redis-py `xadd` per call on workpool's Redis, the round trip the"
         " single-enqueue target compares with; the first delayed job's lateness shows how"
         " precisely due work is promoted, the percentiles also include waiting for a free slot"
-        " (1,000 jobs due at once through 16 slots).",
+        " (1,000 jobs due at once through 16 slots). The ceiling (g) runs only the job bodies,"
+        " N of them on the same 2 x 8 threads with no queue: no job system can exceed it here,"
+        " and the gap between a system's drain rate and it is what that system costs per job.",
         "",
         "## Verification (exactly N jobs ran, by an INCR counter)",
         "",

@@ -20,7 +20,8 @@ COUNTER_KEY = "bench:count"
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse `<sub> --url U [--n N] [--mode M] [--interval-ms MS] [--due T] [--concurrency C]`."""
     p = argparse.ArgumentParser()
-    p.add_argument("sub", choices=["produce", "latency", "delayed", "worker", "setup"])
+    subs = ["produce", "latency", "delayed", "worker", "setup", "bodies", "bodies-part"]
+    p.add_argument("sub", choices=subs)
     p.add_argument("--url", required=True)
     p.add_argument("--n", type=int, default=0)
     p.add_argument("--mode", choices=["single", "batch", "xadd"], default="single")

@@ -2,11 +2,18 @@
 
 A worker process runs C threads, each looping BRPOP + the shared job body (one INCR). A job is
 an empty string, or "ts key" when it carries an enqueue timestamp for the pickup-latency figure.
+
+`bodies` measures the ceiling under every system here: the same 2 x C threads running only the
+job body N times between them, with no queue at all. No job system can run jobs faster on this
+machine; what a system adds per job is the gap between its rate and this one.
 """
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -47,11 +54,56 @@ def worker(url: str, concurrency: int) -> None:
         t.join()
 
 
+def bodies_part(n: int, concurrency: int) -> None:
+    """Run the job body n times on `concurrency` threads; print when they started and ended."""
+    shares = [n // concurrency + (1 if i < n % concurrency else 0) for i in range(concurrency)]
+    threads = [
+        threading.Thread(target=lambda k=k: [record_run(None, None) for _ in range(k)])
+        for k in shares
+    ]
+    started = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    emit(started=started, ended=time.time())
+
+
+def bodies(url: str, n: int, concurrency: int, processes: int = 2) -> None:
+    """The job bodies alone: `processes` x `concurrency` threads share n runs of the body.
+
+    Timed from the first process's threads starting to the last one's ending, so interpreter
+    start-up is not counted (as worker start-up is not counted in the drain figure).
+    """
+    shares = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]
+    part = [sys.executable, __file__, "bodies-part", "--url", url]
+    part += ["--concurrency", str(concurrency)]
+    procs = [
+        subprocess.Popen(
+            [*part, "--n", str(k)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for k in shares
+    ]
+    spans = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    if any(p.returncode for p in procs):
+        raise SystemExit("a bodies process failed")
+    elapsed = max(s["ended"] for s in spans) - min(s["started"] for s in spans)
+    emit(elapsed=elapsed, n=n)
+
+
 def main() -> None:
     """Dispatch one subcommand."""
     a = parse()
     if a.sub == "worker":
         worker(a.url, a.concurrency)
+        return
+    if a.sub == "bodies":
+        bodies(a.url, a.n, a.concurrency)
+        return
+    if a.sub == "bodies-part":
+        bodies_part(a.n, a.concurrency)
         return
     r = redis.Redis.from_url(a.url)
     if a.sub == "setup":
