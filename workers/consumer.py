@@ -68,6 +68,9 @@ MAX_QUERY_RERUNS = 3
 DEAD_MAXLEN = 10_000
 
 
+# How long an inbox is kept after a job is put in it (as enqueue.lua keeps it): long enough
+# for the reclaim of any lease to find a job its worker never took.
+INBOX_KEEP_MS = 86_400_000
 # An offer stands this many re-check periods: an idle worker renews it every period, and an
 # expired one (its worker died) is never used.
 OFFER_PERIODS = 2
@@ -524,7 +527,7 @@ class PoolConsumer:
             finally:
                 self._blocked_on = None
             if reply is not None and reply[0] == inbox:
-                self._post_handed(reply[1])  # leased to us: posted even when stopping
+                self._deliver_handed(conn, reply[1])
                 continue
             if self._stopped.is_set():
                 break
@@ -532,12 +535,30 @@ class PoolConsumer:
         if conn is not None:
             conn.disconnect()
 
-    def _post_handed(self, item: bytes) -> None:
+    def _deliver_handed(self, conn: redis.connection.AbstractConnection, item: bytes) -> None:
+        """Pass a job popped from the inbox to the dispatcher, or put it back once stopping.
+
+        Once `stop` has begun, the dispatcher may have stopped reading events: a job posted
+        then would never run and would fail "worker lost" at its lease's expiry. Back at the
+        head of the inbox it is either taken by `stop`'s withdrawal (and run) or found there by
+        the reclaim, which returns it to the pool unstarted.
+        """
+        if self._stopped.is_set():
+            try:
+                conn.send_command("LPUSH", self._inbox, item)
+                conn.read_response()
+                conn.send_command("PEXPIRE", self._inbox, INBOX_KEEP_MS)
+                conn.read_response()
+                return
+            except redis.RedisError as exc:
+                logger.warning(
+                    "inbox_return_failed", pool=self.pool, error=str(exc), item=repr(item[:100])
+                )
         job = read_handed_job(item)
         if job is None:
             logger.error("inbox_item_unreadable", pool=self.pool, item=repr(item[:100]))
             return
-        self._post(Wake(self.pool, False, job))
+        self._post(Wake(self.pool, False, job))  # leased to us: posted even when stopping
 
 
 def _outcomes(ended: list[Finished]) -> list[Outcome]:

@@ -16,6 +16,7 @@ from helpers import settle, wait_until
 from workers.consumer import PoolConsumer
 from workpool import ResultKind
 from workpool.keys import PoolKeys
+from workpool.scripts import own_connection
 
 
 def _live_offers(r: redis.Redis, keys: PoolKeys) -> list[str]:
@@ -80,6 +81,40 @@ def test_a_stopping_worker_gets_back_what_was_handed_to_it(r, make_pool):
     assert [job.work_id for job in handed] == [wid]
     assert _live_offers(r, keys) == []
     assert r.exists(keys.inbox("w-stop")) == 0
+
+
+def test_a_job_the_waiter_pops_once_stopping_goes_back_unstarted(r, make_pool):
+    # Given a worker's consumer whose offer was used: a job is in its inbox, leased for 0.5 s
+    lease_ms = settle(r, 500)
+    pool = make_pool("hand_late")
+    keys = PoolKeys.for_pool("hand_late")
+    posted: list[object] = []
+    consumer = PoolConsumer(
+        "hand_late", r, worker_id="w-late", lease_ms=lease_ms, post=posted.append, offers=True
+    )
+    consumer.register(["jobs.add"])
+    assert consumer.claim(2).offer_made
+    wid = pool.enqueue_action(jobs.add, {"a": 1, "b": 2})
+    # When the consumer stops, leaving its inbox (the dispatcher will run nothing more), and
+    # only then does its waiter, late, pop the job
+    assert consumer.stop(take_inbox=False) == []
+    item = r.lpop(keys.inbox("w-late"))
+    conn = own_connection(r)
+    try:
+        consumer._deliver_handed(conn, item)
+    finally:
+        conn.disconnect()
+    consumer.close()
+    # Then the job is not posted to the stopped dispatcher but put back in the inbox
+    assert posted == []
+    assert r.lrange(keys.inbox("w-late"), 0, -1) == [item]
+    assert r.pttl(keys.inbox("w-late")) > 0
+    # And once its lease expires another worker gets it on its first attempt: it never ran
+    other = PoolConsumer("hand_late", r, worker_id="w-other", lease_ms=lease_ms, post=posted.append)
+    claimed = wait_until(lambda: other.claim(1).jobs, 5, message="the job back in the pool")
+    other.close()
+    assert [(job.work_id, job.attempt) for job in claimed] == [(wid, 1)]
+    assert r.exists(keys.inbox("w-late")) == 0
 
 
 def test_a_job_handed_to_a_dead_worker_runs_elsewhere_unharmed(
