@@ -68,9 +68,6 @@ MAX_QUERY_RERUNS = 3
 DEAD_MAXLEN = 10_000
 
 
-# How long an inbox is kept after a job is put in it (as enqueue.lua keeps it): long enough
-# for the reclaim of any lease to find a job its worker never took.
-INBOX_KEEP_MS = 86_400_000
 # An offer stands this many re-check periods: an idle worker renews it every period, and an
 # expired one (its worker died) is never used.
 OFFER_PERIODS = 2
@@ -539,26 +536,27 @@ class PoolConsumer:
         """Pass a job popped from the inbox to the dispatcher, or put it back once stopping.
 
         Once `stop` has begun, the dispatcher may have stopped reading events: a job posted
-        then would never run and would fail "worker lost" at its lease's expiry. Back at the
-        head of the inbox it is either taken by `stop`'s withdrawal (and run) or found there by
-        the reclaim, which returns it to the pool unstarted.
+        then would never run and would fail "worker lost" at its lease's expiry. Put back at
+        the head of the inbox (only while it is still leased to us, in one script), it is
+        either taken by `stop`'s withdrawal (and run) or found there by the reclaim, which
+        returns it to the pool unstarted.
         """
-        if self._stopped.is_set():
-            try:
-                conn.send_command("LPUSH", self._inbox, item)
-                conn.read_response()
-                conn.send_command("PEXPIRE", self._inbox, INBOX_KEEP_MS)
-                conn.read_response()
-                return
-            except redis.RedisError as exc:
-                logger.warning(
-                    "inbox_return_failed", pool=self.pool, error=str(exc), item=repr(item[:100])
-                )
         job = read_handed_job(item)
         if job is None:
             logger.error("inbox_item_unreadable", pool=self.pool, item=repr(item[:100]))
             return
-        self._post(Wake(self.pool, False, job))  # leased to us: posted even when stopping
+        if not self._stopped.is_set():
+            self._post(Wake(self.pool, False, job))  # leased to us: posted even when stopping
+            return
+        try:
+            call = self._scripts.inbox_return(self.keys, worker=self._worker_id, job=job, item=item)
+            call.run_on(conn)
+        except redis.RedisError as exc:
+            # Never posted now: the put-back may have landed. If it did not, the reclaim
+            # treats the job as a lost run (as for any job a dead worker held).
+            logger.warning(
+                "inbox_return_failed", pool=self.pool, work_id=job.work_id, error=str(exc)
+            )
 
 
 def _outcomes(ended: list[Finished]) -> list[Outcome]:

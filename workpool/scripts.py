@@ -22,14 +22,15 @@ import msgpack
 import redis
 from redis.client import Pipeline
 from redis.commands.core import Script
-from redis.connection import AbstractConnection, HiredisRespSerializer
+from redis.connection import AbstractConnection
 from redis.exceptions import NoScriptError
 
 from workpool.keys import CONSUMER_GROUP, PoolKeys
 
-try:
+try:  # hiredis is optional (the "fast" extra); the serializer's name is redis-py's own
     from hiredis import pack_command as hiredis_pack_command
-except ImportError:  # hiredis is optional (the "fast" extra)
+    from redis.connection import HiredisRespSerializer
+except ImportError:
     hiredis_pack_command = None
 
 T = TypeVar("T")
@@ -42,6 +43,7 @@ SCRIPT_NAMES = (
     "enqueue",
     "extend_lease",
     "hand_back",
+    "inbox_return",
     "offer_withdraw",
     "stats",
     "update_config",
@@ -137,12 +139,22 @@ class Call(Generic[T]):
 def _send(conn: AbstractConnection, command: tuple[Any, ...]) -> None:
     # redis-py's hiredis packer first copies every argument through a generator and type checks;
     # with 25-40 arguments per script call that was a fifth of an enqueue's client CPU. When the
-    # connection packs with hiredis anyway, the same bytes come from calling it directly.
-    packer = getattr(conn, "_command_packer", None)
-    if hiredis_pack_command is not None and isinstance(packer, HiredisRespSerializer):
-        conn.send_packed_command([hiredis_pack_command(command)])
-    else:
-        conn.send_command(*command)
+    # connection packs with hiredis anyway (and sends as redis-py does), the same bytes come
+    # from calling it directly. Anything hiredis refuses goes redis-py's way, which converts
+    # what it can and raises its own DataError for the rest.
+    if (
+        hiredis_pack_command is not None
+        and isinstance(getattr(conn, "_command_packer", None), HiredisRespSerializer)
+        and type(conn).send_command is AbstractConnection.send_command
+    ):
+        try:
+            packed = hiredis_pack_command(command)
+        except TypeError:
+            pass
+        else:
+            conn.send_packed_command([packed])
+            return
+    conn.send_command(*command)
 
 
 def _sends_directly(client: redis.Redis) -> bool:
@@ -519,6 +531,17 @@ class Scripts:
             [keys.idle, keys.inbox(worker)],
             ["1" if take else "0", *offers],
             _handed_jobs,
+        )
+
+    def inbox_return(
+        self, keys: PoolKeys, *, worker: str, job: ClaimedJob, item: bytes
+    ) -> Call[bool]:
+        """Put a handed job's inbox `item` back if `job` is still leased to this attempt."""
+        return self._call(
+            "inbox_return",
+            [keys.inbox(worker), keys.job(job.work_id)],
+            [item, worker, job.attempt],
+            lambda reply: reply == 1,
         )
 
     def cancel(

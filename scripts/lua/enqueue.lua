@@ -67,10 +67,10 @@ local inbox_prefix = ARGV[15]
 local running_key = KEYS[6]
 local idle_key = KEYS[7]
 local FIRST_JOB = 16
-local INBOX_TTL_MS = 86400000
 
 --- @include "clock"
 --- @include "wake"
+--- @include "inbox"
 
 if check_functions == '1' and redis.call('EXISTS', functions_key) == 1 then
   for _, name in ipairs({fn, on_complete}) do

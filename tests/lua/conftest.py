@@ -246,6 +246,11 @@ class LuaPool:
             self.client
         )
 
+    def inbox_return(self, job: ClaimedJob, item: bytes, *, worker: str = "w1") -> bool:
+        return self.scripts.inbox_return(self.keys, worker=worker, job=job, item=item).run(
+            self.client
+        )
+
     def complete(
         self,
         *outcomes: tuple[Any, ...],
@@ -433,6 +438,9 @@ def _prepared_calls(keys: PoolKeys) -> dict[str, Call[Any]]:
             keys, worker="w", lease_ms=1, items=[LeaseItem("job", "w", 1)]
         ),
         "offer_withdraw": scripts.offer_withdraw(keys, worker="w", offers=["1/1/w"], take=True),
+        "inbox_return": scripts.inbox_return(
+            keys, worker="w", job=ClaimedJob("j", "f", "action", b"", 1, None), item=b"x"
+        ),
         "hand_back": scripts.hand_back(
             keys, worker="w", bucket_ms=1, stats_ttl_ms=1, items=[LeaseItem("job", "w", 1)]
         ),

@@ -262,3 +262,38 @@ def test_a_handed_job_canceled_before_its_worker_took_it_never_starts(pool):
     assert reply.reclaimed == [("a", "canceled")] and reply.jobs == []
     assert (pool.job("a")["state"], pool.job("a")["result"]) == (b"finished", b"canceled")
     assert _inbox(pool) == []
+
+
+def test_a_popped_job_still_leased_to_its_attempt_goes_back_to_the_inbox(pool):
+    # Given a job handed to w1 and popped by its waiter, which will not run it (stopping)
+    pool.claim(capacity=1, offer=O1)
+    pool.enqueue("a")
+    item = pool.client.lpop(pool.keys.inbox("w1"))
+    # When the waiter puts it back
+    assert pool.inbox_return(handed_job(item), item)
+    # Then it is at the head of the inbox again, kept long after any lease
+    assert pool.client.lrange(pool.keys.inbox("w1"), 0, -1) == [item]
+    assert pool.client.pttl(pool.keys.inbox("w1")) > 3_600_000
+    # And the reclaim of its lease finds it there: back to the pool unstarted
+    pool.make_due("a", pool.keys.running)
+    reply = pool.claim(worker="w2", capacity=1, lease_ms=settle(pool.client))
+    assert reply.reclaimed == [("a", "undelivered")]
+    assert [(j.work_id, j.attempt) for j in reply.jobs] == [("a", 1)]
+
+
+def test_a_popped_job_that_moved_on_is_not_put_back(pool):
+    # Given a job handed to w1 whose waiter popped it, and whose lease was then taken back
+    pool.claim(capacity=1, offer=O1)
+    pool.enqueue("a")
+    item = pool.client.lpop(pool.keys.inbox("w1"))
+    pool.make_due("a", pool.keys.running)
+    pool.claim(worker="w2", capacity=1, lease_ms=settle(pool.client))
+    # When w1's waiter tries to put it back
+    # Then nothing is written: the job belongs to w2 now
+    assert not pool.inbox_return(handed_job(item), item)
+    assert pool.client.exists(pool.keys.inbox("w1")) == 0
+    # And neither for a finished job, nor under another worker's name
+    pool.complete(("a", 1, "ok", msgpack.packb(1)), worker="w2")
+    assert pool.job("a")["state"] == b"finished"
+    assert not pool.inbox_return(handed_job(item), item, worker="w2")
+    assert pool.client.exists(pool.keys.inbox("w1"), pool.keys.inbox("w2")) == 0

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from redis._parsers.encoders import Encoder
-from redis.connection import Connection, PythonRespSerializer
+from redis.connection import Connection, HiredisRespSerializer, PythonRespSerializer
 
 from workpool import scripts
 
@@ -44,13 +44,27 @@ class CapturingConnection(Connection):
 
 
 @pytest.mark.skipif(scripts.hiredis_pack_command is None, reason="needs the 'fast' extra")
-def test_a_hiredis_connection_sends_the_same_bytes_packed_directly():
+def test_a_hiredis_connection_sends_the_same_bytes_packed_directly(monkeypatch):
     # Given a connection whose packer is hiredis (redis-py's choice when hiredis is installed)
-    conn = CapturingConnection()
+    conn = CapturingConnection(command_packer=HiredisRespSerializer())
+    packed: list[tuple[Any, ...]] = []
+    real_pack = scripts.hiredis_pack_command
+    monkeypatch.setattr(scripts, "hiredis_pack_command", lambda c: packed.append(c) or real_pack(c))
     # When a script call is sent through scripts._send
     scripts._send(conn, COMMAND)
-    # Then what goes on the wire is exactly what redis-py would have packed
+    # Then it was packed directly, and what goes on the wire is exactly what redis-py packs
+    assert packed == [COMMAND]
     assert b"".join(conn.sent) == reference_bytes(COMMAND)
+
+
+@pytest.mark.skipif(scripts.hiredis_pack_command is None, reason="needs the 'fast' extra")
+def test_an_argument_hiredis_refuses_goes_through_redis_py():
+    # Given a hiredis connection and an argument hiredis.pack_command does not take
+    conn = CapturingConnection(command_packer=HiredisRespSerializer())
+    # When it is sent
+    scripts._send(conn, ("SET", "k", bytearray(b"v\xff")))
+    # Then redis-py converted it as it always does
+    assert b"".join(conn.sent) == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv\xff\r\n"
 
 
 def test_a_connection_with_another_packer_is_left_to_redis_py():
