@@ -10,6 +10,9 @@ others). Its subcommands are:
     delayed  --url U --n N --due EPOCH            N jobs all due at EPOCH
     worker   --url U --concurrency C              run one worker process (until SIGTERM)
     setup    --url U                              optional per-run preparation (e.g. a cap)
+    bodies   --url U --n N --concurrency C --processes P
+                                                  raw floor only: N job bodies on P x C threads
+                                                  with no queue, the ceiling; {"elapsed": s}
 
 Each job does one INCR on `bench:count`; a job carrying a timestamp also RPUSHes its start time
 minus that timestamp (seconds) to the list it names. The harness watches the counter to time

@@ -154,7 +154,16 @@ class Runner:
         if s.name == "raw":
             # The ceiling: what the machine does with the job bodies and no job system at all.
             self.fresh()
-            res = harness.run_script(s, "bodies", url, "--n", str(n), "--concurrency", "8")
+            res = harness.run_script(
+                s,
+                "bodies",
+                url,
+                *("--n", str(n), "--concurrency", str(s.concurrency)),
+                *("--processes", str(s.workers)),
+            )
+            ran = int(self.r.get(harness.COUNTER_KEY) or 0)
+            if ran != n:
+                self.problems.append(f"bodies: {ran} of {n} job bodies ran")
             out["bodies"] = n / res["elapsed"]
             self.log(f"  job bodies alone: {out['bodies']:.0f}/s")
 

@@ -18,7 +18,7 @@ COUNTER_KEY = "bench:count"
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse `<sub> --url U [--n N] [--mode M] [--interval-ms MS] [--due T] [--concurrency C]`."""
+    """Parse `<sub> --url U` and the options the subcommands share (see the module doc)."""
     p = argparse.ArgumentParser()
     subs = ["produce", "latency", "delayed", "worker", "setup", "bodies", "bodies-part"]
     p.add_argument("sub", choices=subs)
@@ -29,6 +29,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--interval-ms", type=float, default=10.0)
     p.add_argument("--due", type=float, default=0.0)
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--processes", type=int, default=2)
     return p.parse_args(argv)
 
 

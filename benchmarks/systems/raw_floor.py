@@ -21,6 +21,9 @@ import redis
 from common import LATENCY_KEY, chunks, emit, paced, parse, record_run, timed
 
 QUEUE = "bench:raw"
+# The bodies processes are let go this long after they are spawned: ample for an interpreter
+# to start on a busy machine, so all begin together.
+BODIES_START_DELAY_S = 2.0
 
 
 def work(r: redis.Redis, stop: threading.Event) -> None:
@@ -54,41 +57,55 @@ def worker(url: str, concurrency: int) -> None:
         t.join()
 
 
-def bodies_part(n: int, concurrency: int) -> None:
-    """Run the job body n times on `concurrency` threads; print when they started and ended."""
+def bodies_part(n: int, concurrency: int, start_at: float) -> None:
+    """Run the job body n times on `concurrency` threads from `start_at` (epoch seconds).
+
+    Prints when the threads were let go and when the last one ended; exits non-zero if any
+    body failed, so a short count is never reported as a rate.
+    """
     shares = [n // concurrency + (1 if i < n % concurrency else 0) for i in range(concurrency)]
-    threads = [
-        threading.Thread(target=lambda k=k: [record_run(None, None) for _ in range(k)])
-        for k in shares
-    ]
-    started = time.time()
+    go = threading.Event()
+    failures: list[BaseException] = []
+
+    def run(k: int) -> None:
+        go.wait()
+        try:
+            for _ in range(k):
+                record_run(None, None)
+        except BaseException as exc:  # reported below, after the other threads end
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in shares]
     for t in threads:
         t.start()
+    time.sleep(max(0.0, start_at - time.time()))
+    started = time.time()
+    go.set()
     for t in threads:
         t.join()
-    emit(started=started, ended=time.time())
+    ended = time.time()
+    if failures:
+        raise SystemExit(f"{len(failures)} body threads failed: {failures[0]!r}")
+    emit(started=started, ended=ended)
 
 
-def bodies(url: str, n: int, concurrency: int, processes: int = 2) -> None:
+def bodies(url: str, n: int, concurrency: int, processes: int) -> None:
     """The job bodies alone: `processes` x `concurrency` threads share n runs of the body.
 
-    Timed from the first process's threads starting to the last one's ending, so interpreter
+    Every process is started first and all are let go at one agreed moment, so interpreter
     start-up is not counted (as worker start-up is not counted in the drain figure).
     """
     shares = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]
+    start_at = time.time() + BODIES_START_DELAY_S
     part = [sys.executable, __file__, "bodies-part", "--url", url]
-    part += ["--concurrency", str(concurrency)]
+    part += ["--concurrency", str(concurrency), "--due", repr(start_at)]
     procs = [
-        subprocess.Popen(
-            [*part, "--n", str(k)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for k in shares
+        subprocess.Popen([*part, "--n", str(k)], stdout=subprocess.PIPE, text=True) for k in shares
     ]
-    spans = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    outputs = [p.communicate()[0] for p in procs]
     if any(p.returncode for p in procs):
-        raise SystemExit("a bodies process failed")
+        raise SystemExit("a bodies process failed (its error is above)")
+    spans = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
     elapsed = max(s["ended"] for s in spans) - min(s["started"] for s in spans)
     emit(elapsed=elapsed, n=n)
 
@@ -100,10 +117,10 @@ def main() -> None:
         worker(a.url, a.concurrency)
         return
     if a.sub == "bodies":
-        bodies(a.url, a.n, a.concurrency)
+        bodies(a.url, a.n, a.concurrency, a.processes)
         return
     if a.sub == "bodies-part":
-        bodies_part(a.n, a.concurrency)
+        bodies_part(a.n, a.concurrency, a.due)
         return
     r = redis.Redis.from_url(a.url)
     if a.sub == "setup":
