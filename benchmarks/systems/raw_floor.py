@@ -57,13 +57,18 @@ def worker(url: str, concurrency: int) -> None:
         t.join()
 
 
+def even_shares(n: int, parts: int) -> list[int]:
+    """Split `n` into `parts` counts that differ by at most one and add up to `n`."""
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
 def bodies_part(n: int, concurrency: int, start_at: float) -> None:
     """Run the job body n times on `concurrency` threads from `start_at` (epoch seconds).
 
     Prints when the threads were let go and when the last one ended; exits non-zero if any
     body failed, so a short count is never reported as a rate.
     """
-    shares = [n // concurrency + (1 if i < n % concurrency else 0) for i in range(concurrency)]
+    shares = even_shares(n, concurrency)
     go = threading.Event()
     failures: list[BaseException] = []
 
@@ -95,7 +100,7 @@ def bodies(url: str, n: int, concurrency: int, processes: int) -> None:
     Every process is started first and all are let go at one agreed moment, so interpreter
     start-up is not counted (as worker start-up is not counted in the drain figure).
     """
-    shares = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]
+    shares = even_shares(n, processes)
     start_at = time.time() + BODIES_START_DELAY_S
     part = [sys.executable, __file__, "bodies-part", "--url", url]
     part += ["--concurrency", str(concurrency), "--due", repr(start_at)]
